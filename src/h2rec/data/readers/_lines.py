@@ -1,0 +1,104 @@
+"""Streaming line access to (optionally gzip-compressed) raw files, with precise error locations."""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from h2rec.errors import DataFormatError
+from h2rec.progress import byte_progress
+
+
+def _is_gzip(fh: IO[bytes]) -> bool:
+    pos = fh.tell()
+    magic = fh.read(2)
+    fh.seek(pos)
+    return magic == b"\x1f\x8b"
+
+
+def open_binary(path: str | Path, raw: IO[bytes] | None = None) -> IO[bytes]:
+    """Open a file for binary reading, transparently decompressing gzip (by magic bytes).
+
+    `raw`, when given, is the already-open underlying file (so callers can watch its position);
+    it stays owned by the caller.
+    """
+    path = Path(path)
+    if raw is not None:
+        return gzip.GzipFile(fileobj=raw, mode="rb") if _is_gzip(raw) else raw
+    if not path.is_file():
+        raise DataFormatError("file not found", path=path)
+    with open(path, "rb") as fh:
+        compressed = _is_gzip(fh)
+    return gzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115
+
+
+def iter_text_lines(path: str | Path, *, skip_blank: bool = True) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, decoded line without newline); non-UTF-8 names the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError("file not found", path=path)
+    with (
+        open(path, "rb") as under,
+        open_binary(path, under) as fh,
+        byte_progress(f"reading {path.name}", path.stat().st_size) as bar,
+    ):
+        for lineno, raw in enumerate(fh, start=1):
+            if lineno % 20000 == 0:
+                bar.update(under.tell())
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataFormatError(
+                    f"not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 4]!r})",
+                    path=path,
+                    line=lineno,
+                ) from exc
+            if lineno == 1 and line.startswith("\ufeff"):
+                line = line[1:]
+            line = line.rstrip("\r\n")
+            if skip_blank and not line.strip():
+                continue
+            yield lineno, line
+
+
+def iter_records(path: str | Path, *, allow_python_literals: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, dict) from JSON lines; optionally Python-literal lines (Amazon 2014 meta).
+
+    Python literals are parsed with `ast.literal_eval`, which evaluates no code.
+    """
+    for lineno, line in iter_text_lines(path):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if not allow_python_literals:
+                raise DataFormatError(f"invalid JSON ({exc.msg} at column {exc.colno})", path=path, line=lineno) from exc
+            try:
+                rec = ast.literal_eval(line)
+            except (ValueError, SyntaxError, MemoryError, RecursionError) as exc2:
+                raise DataFormatError(
+                    f"neither JSON nor a Python literal ({type(exc2).__name__}: {exc2})", path=path, line=lineno
+                ) from exc2
+        if not isinstance(rec, dict):
+            raise DataFormatError(f"expected an object per line, got {type(rec).__name__}", path=path, line=lineno)
+        yield lineno, rec
+
+
+def load_json(path: str | Path) -> Any:
+    """Load a whole JSON document (for small/medium files such as LC-Rec's), naming line on error."""
+    with open_binary(path) as fh:
+        raw = fh.read()
+    if not raw.strip():
+        raise DataFormatError("file is empty", path=path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataFormatError("not valid UTF-8", path=path, line=line) from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(f"invalid JSON ({exc.msg}, column {exc.colno})", path=path, line=exc.lineno) from exc
