@@ -9,9 +9,16 @@ from h2rec.errors import ConfigError
 
 def test_dotlist_overrides_parse_yaml_values() -> None:
     base = {"a": {"b": 1, "c": "x"}, "d": [1]}
-    out = apply_overrides(base, ["a.b=2", "a.e.f=true", "d=[1, 2]", "g=null", "h=0.5", "s=hello world"])
-    assert out == {"a": {"b": 2, "c": "x", "e": {"f": True}}, "d": [1, 2], "g": None, "h": 0.5,
-                   "s": "hello world"}
+    out = apply_overrides(
+        base, ["a.b=2", "a.e.f=true", "d=[1, 2]", "g=null", "h=0.5", "s=hello world"]
+    )
+    assert out == {
+        "a": {"b": 2, "c": "x", "e": {"f": True}},
+        "d": [1, 2],
+        "g": None,
+        "h": 0.5,
+        "s": "hello world",
+    }
     assert base == {"a": {"b": 1, "c": "x"}, "d": [1]}  # input untouched
     with pytest.raises(ConfigError, match="key=value"):
         apply_overrides(base, ["novalue"])
@@ -22,7 +29,10 @@ def test_dotlist_overrides_parse_yaml_values() -> None:
 def test_env_expansion(monkeypatch) -> None:
     monkeypatch.setenv("H2REC_TEST_DIR", "/data")
     monkeypatch.delenv("H2REC_UNSET", raising=False)
-    assert expand_env({"p": "${H2REC_TEST_DIR}/x", "q": ["${H2REC_UNSET:-def}"]}) == {"p": "/data/x", "q": ["def"]}
+    assert expand_env({"p": "${H2REC_TEST_DIR}/x", "q": ["${H2REC_UNSET:-def}"]}) == {
+        "p": "/data/x",
+        "q": ["def"],
+    }
     with pytest.raises(ConfigError, match="H2REC_UNSET"):
         expand_env("${H2REC_UNSET}")
 

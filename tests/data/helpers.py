@@ -26,8 +26,15 @@ def raw_from_rows(rows: list[tuple], items: dict[str, dict[str, Any]] | None = N
             schema={"item_id": pl.String, **{f: pl.String for f in fields}},
         )
     return RawData(
-        interactions=pl.DataFrame(cols, schema={"user_id": pl.String, "item_id": pl.String,
-                                                "timestamp": pl.Float64, "rating": pl.Float64}),
+        interactions=pl.DataFrame(
+            cols,
+            schema={
+                "user_id": pl.String,
+                "item_id": pl.String,
+                "timestamp": pl.Float64,
+                "rating": pl.Float64,
+            },
+        ),
         items=table,
         source={"format": "test", "paths": ["<memory>"]},
     )

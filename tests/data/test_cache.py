@@ -16,11 +16,19 @@ from .helpers import config, raw_from_rows
 
 def _dataset():
     raw = raw_from_rows(
-        [("u1", "a", 1, 5), ("u1", "b", 2, 4), ("u1", "c", 3, 3), ("u2", "b", 1, 2), ("u2", "c", 5, 1),
-         ("u2", "a", 7, 5)],
+        [
+            ("u1", "a", 1, 5),
+            ("u1", "b", 2, 4),
+            ("u1", "c", 3, 3),
+            ("u2", "b", 1, 2),
+            ("u2", "c", 5, 1),
+            ("u2", "a", 7, 5),
+        ],
         items={"a": {"title": "Apple"}, "b": {"title": "Banana"}, "c": {"title": "Cherry"}},
     )
-    raw.codes = pl.DataFrame({"item_id": ["a", "b", "c"], "codes": [[0, 1, 2], [0, 1, 3], [4, 5, 6]]})
+    raw.codes = pl.DataFrame(
+        {"item_id": ["a", "b", "c"], "codes": [[0, 1, 2], [0, 1, 3], [4, 5, 6]]}
+    )
     raw.code_source = "x.index.json"
     return build_dataset(raw, config(text={"template": "{title}"}))
 
@@ -35,7 +43,14 @@ def test_round_trip_is_exact(tmp_path) -> None:
     assert list(back.item_ids) == list(ds.item_ids)
     assert back.item_text == ["Apple", "Banana", "Cherry"]
     assert back.content_hash() == ds.content_hash() == back.manifest["content_hash"]
-    assert back.manifest["counts"] == {"users": 2, "items": 3, "interactions": 6, "train": 2, "valid": 2, "test": 2}
+    assert back.manifest["counts"] == {
+        "users": 2,
+        "items": 3,
+        "interactions": 6,
+        "train": 2,
+        "valid": 2,
+        "test": 2,
+    }
     assert back.code_source == "x.index.json"
     np.testing.assert_array_equal(back.offsets, [0, 0, 3, 6])
 
@@ -88,7 +103,7 @@ def test_corrupted_or_truncated_files_are_detected(tmp_path) -> None:
         cache.load(out, verify=False)  # size check still runs
     out2 = cache.save(ds, tmp_path / "ds2", config={}, source={"paths": []})
     os.remove(out2 / "users.parquet")
-    with pytest.raises(CacheError, match="users.parquet: listed in the manifest but missing"):
+    with pytest.raises(CacheError, match=r"users\.parquet: listed in the manifest but missing"):
         cache.load(out2)
 
 

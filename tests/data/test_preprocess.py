@@ -13,7 +13,9 @@ from .helpers import config, raw_from_rows
 
 
 def _seqs(ds) -> dict[str, list[str]]:
-    return {ds.user_ids[u]: [ds.item_ids[i] for i in ds.sequence(u)] for u in range(1, ds.n_users + 1)}
+    return {
+        ds.user_ids[u]: [ds.item_ids[i] for i in ds.sequence(u)] for u in range(1, ds.n_users + 1)
+    }
 
 
 def test_stable_time_order_ties_keep_file_order() -> None:
@@ -28,19 +30,33 @@ def test_no_timestamps_keeps_file_order_and_first_seen_ids() -> None:
     rows = [("u2", "x"), ("u1", "y"), ("u2", "y"), ("u1", "z")]
     ds = build_dataset(raw_from_rows(rows), config())
     assert list(ds.user_ids) == ["", "u2", "u1"]  # users numbered by first appearance in file
-    assert list(ds.item_ids) == ["", "x", "y", "z"]  # items by first appearance in ordered sequences
+    assert list(ds.item_ids) == [
+        "",
+        "x",
+        "y",
+        "z",
+    ]  # items by first appearance in ordered sequences
     assert ds.inter_time is None
     assert _seqs(ds) == {"u2": ["x", "y"], "u1": ["y", "z"]}
 
 
 def test_rating_threshold_and_consecutive_repeats() -> None:
-    rows = [("u", "a", 1, 5), ("u", "a", 2, 4), ("u", "b", 3, 1), ("u", "a", 4, 5), ("u", "a", 5, 2)]
+    rows = [
+        ("u", "a", 1, 5),
+        ("u", "a", 2, 4),
+        ("u", "b", 3, 1),
+        ("u", "a", 4, 5),
+        ("u", "a", 5, 2),
+    ]
     ds = build_dataset(
-        raw_from_rows(rows), config(preprocess={"min_rating": 3, "remove_consecutive_repeats": True})
+        raw_from_rows(rows),
+        config(preprocess={"min_rating": 3, "remove_consecutive_repeats": True}),
     )
     # rating filter drops b (1) and the last a (2); then a,a,a collapses to a
     assert _seqs(ds) == {"u": ["a"]}
-    ds2 = build_dataset(raw_from_rows(rows), config(preprocess={"remove_consecutive_repeats": True}))
+    ds2 = build_dataset(
+        raw_from_rows(rows), config(preprocess={"remove_consecutive_repeats": True})
+    )
     assert _seqs(ds2) == {"u": ["a", "b", "a"]}
 
 
@@ -58,17 +74,26 @@ def test_iterative_vs_single_pass_kcore() -> None:
     # user u3 has 2 interactions -> removed with user_core 3; that leaves item c with 2 -> removed
     # iteratively, which in turn leaves u1 with 2 items -> removed, and so on.
     rows = [
-        ("u1", "a", 1), ("u1", "b", 2), ("u1", "c", 3),
-        ("u2", "a", 1), ("u2", "b", 2), ("u2", "c", 3), ("u2", "d", 4),
-        ("u3", "c", 1), ("u3", "d", 2),
-        ("u4", "a", 1), ("u4", "b", 2), ("u4", "d", 3),
+        ("u1", "a", 1),
+        ("u1", "b", 2),
+        ("u1", "c", 3),
+        ("u2", "a", 1),
+        ("u2", "b", 2),
+        ("u2", "c", 3),
+        ("u2", "d", 4),
+        ("u3", "c", 1),
+        ("u3", "d", 2),
+        ("u4", "a", 1),
+        ("u4", "b", 2),
+        ("u4", "d", 3),
     ]
     # round 1: drop u3 (2); counts a3 b3 c2 d2 -> drop c, d; then u1 {a,b}, u2 {a,b}, u4 {a,b}
     # have 2 < 3 -> everything goes: the 3-core of this graph is empty
     with pytest.raises(EmptyDatasetError, match="k-core"):
         build_dataset(raw_from_rows(rows), config(preprocess={"user_core": 3, "item_core": 3}))
     sp = build_dataset(
-        raw_from_rows(rows), config(preprocess={"user_core": 3, "item_core": 3, "kcore": "single-pass"})
+        raw_from_rows(rows),
+        config(preprocess={"user_core": 3, "item_core": 3, "kcore": "single-pass"}),
     )
     # single pass: counts on input: users u1 3, u2 4, u3 2, u4 3; items a3 b3 c3 d3
     # -> drop only u3's rows; c and d end with 2 interactions (not a true 3-core, as in LLM-ESR)
@@ -76,9 +101,12 @@ def test_iterative_vs_single_pass_kcore() -> None:
 
 
 def test_kcore_keeps_a_true_core() -> None:
-    rows = [(u, i, t) for t, (u, i) in enumerate(
-        [("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b"), ("u3", "a"), ("u3", "c")]
-    )]
+    rows = [
+        (u, i, t)
+        for t, (u, i) in enumerate(
+            [("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b"), ("u3", "a"), ("u3", "c")]
+        )
+    ]
     ds = build_dataset(raw_from_rows(rows), config(preprocess={"user_core": 2, "item_core": 2}))
     # c has 1 -> removed; then u3 has 1 -> removed; a: 2, b: 2 remain
     assert _seqs(ds) == {"u1": ["a", "b"], "u2": ["a", "b"]}
@@ -143,9 +171,7 @@ def test_everything_filtered_names_the_trail() -> None:
 def test_leave_one_out_split_by_hand() -> None:
     rows = [("u1", i, t) for t, i in enumerate("abcde")] + [("u2", "a", 0), ("u2", "b", 1)]
     ds = build_dataset(raw_from_rows(rows), config())
-    np.testing.assert_array_equal(
-        ds.inter_split, [TRAIN, TRAIN, TRAIN, VALID, TEST, TRAIN, TRAIN]
-    )
+    np.testing.assert_array_equal(ds.inter_split, [TRAIN, TRAIN, TRAIN, VALID, TEST, TRAIN, TRAIN])
     assert ds.manifest["split_info"] == {"kind": "loo", "users_train_only": 1}
     assert [ds.item_ids[i] for i in ds.sequence(1, ("train",))] == ["a", "b", "c"]
     assert [ds.item_ids[i] for i in ds.sequence(1, ("test",))] == ["e"]
@@ -184,7 +210,8 @@ def test_temporal_split_accepts_iso_dates_and_needs_timestamps() -> None:
     np.testing.assert_array_equal(ds.inter_split, [TRAIN, VALID, TEST])
     with pytest.raises(ConfigError, match="timestamps"):
         build_dataset(
-            raw_from_rows([("u", "a")]), config(split={"kind": "temporal", "valid_frac": 0.1, "test_frac": 0.1})
+            raw_from_rows([("u", "a")]),
+            config(split={"kind": "temporal", "valid_frac": 0.1, "test_frac": 0.1}),
         )
 
 

@@ -51,11 +51,17 @@ def test_sequences_equal_the_raw_json(prepared, shared_data) -> None:
 
 def test_sasrec_text_file_agrees_with_lcrec_json(prepared, shared_data, tmp_path) -> None:
     """Beauty.txt holds the same interactions with ids shifted by one (data README)."""
-    cfg = PrepareConfig.model_validate({
-        "name": "beauty-txt",
-        "source": {"format": "sasrec", "path": str(shared_data / "beauty" / "Beauty.txt"),
-                   "items_path": str(shared_data / "beauty" / "Beauty.item.json"), "items_id_offset": 1},
-    })
+    cfg = PrepareConfig.model_validate(
+        {
+            "name": "beauty-txt",
+            "source": {
+                "format": "sasrec",
+                "path": str(shared_data / "beauty" / "Beauty.txt"),
+                "items_path": str(shared_data / "beauty" / "Beauty.item.json"),
+                "items_id_offset": 1,
+            },
+        }
+    )
     txt = prepare(cfg, tmp_path / "txt")
     js = prepared["beauty"]
     assert (txt.n_users, txt.n_items, txt.n_interactions) == EXPECTED["beauty"]
@@ -79,7 +85,10 @@ def test_published_sids_and_text(prepared) -> None:
     )
     ml = prepared["ml-100k"]
     assert ml.has_timestamps
-    assert ml.item_text[ml.item_index["1"] - 1] == "Toy Story (1995). Genres: Animation Children's Comedy."
+    assert (
+        ml.item_text[ml.item_index["1"] - 1]
+        == "Toy Story (1995). Genres: Animation Children's Comedy."
+    )
 
 
 def test_head_tail_statistics_on_yelp(prepared) -> None:
@@ -89,5 +98,7 @@ def test_head_tail_statistics_on_yelp(prepared) -> None:
     n_head = int(np.ceil(0.2 * ds.n_items))
     top = np.sort(pop)[::-1][:n_head]
     assert s["head_tail"]["head_items"] == n_head == 4007
-    assert s["head_tail"]["head_share_of_train_interactions"] == pytest.approx(top.sum() / pop.sum())
+    assert s["head_tail"]["head_share_of_train_interactions"] == pytest.approx(
+        top.sum() / pop.sum()
+    )
     assert s["repeat_interactions"] > 0  # Yelp users revisit businesses

@@ -26,8 +26,9 @@ def test_head_is_top_20_percent_with_id_tie_break() -> None:
     pop2 = np.array([0, 3, 9, 3, 3, 1, 1, 1, 1, 1, 1, 9])
     assert np.flatnonzero(head_mask(pop2, 0.2)).tolist() == [1, 2, 11]
     assert np.flatnonzero(threshold_head_mask(pop, 4)).tolist() == [1, 2, 4, 10]
-    np.testing.assert_array_equal(count_groups(np.array([0, 9, 10, 29, 30, 60, 99, 100, 500])),
-                                  [0, 0, 1, 1, 2, 3, 3, 4, 4])
+    np.testing.assert_array_equal(
+        count_groups(np.array([0, 9, 10, 29, 30, 60, 99, 100, 500])), [0, 0, 1, 1, 2, 3, 3, 4, 4]
+    )
 
 
 def test_stats_on_a_small_dataset_by_hand() -> None:

@@ -8,11 +8,18 @@ from h2rec.errors import ConfigError
 
 def test_llmesr_amazon_prompt_by_hand() -> None:
     tpl = resolve_template(
-        "llmesr-amazon", "fields", ["title", "brand", "price", "categories", "description"],
+        "llmesr-amazon",
+        "fields",
+        ["title", "brand", "price", "categories", "description"],
         variables={"domain": "beauty"},
     )
-    row = {"title": "Lip Balm", "brand": None, "price": "4.5", "categories": "Beauty; Lips",
-           "description": "Soft."}
+    row = {
+        "title": "Lip Balm",
+        "brand": None,
+        "price": "4.5",
+        "categories": "Beauty; Lips",
+        "description": "Soft.",
+    }
     assert tpl.render(row) == (
         "The beauty item has following attributes: \n name is Lip Balm; brand is unknown; price is 4.5. \n"
         "The item has following features: Beauty; Lips. \n"
@@ -29,7 +36,13 @@ def test_llmesr_amazon_prompt_by_hand() -> None:
 def test_llmesr_yelp_prompt_by_hand() -> None:
     fields = ["name", "categories", "type", "open", "review_count", "city", "stars"]
     tpl = resolve_template("llmesr-yelp", "fields", fields)
-    row = dict(zip(fields, ["Cafe X", "Coffee Tea", "business", "True", "12", "Phoenix", "4.5"], strict=True))
+    row = dict(
+        zip(
+            fields,
+            ["Cafe X", "Coffee Tea", "business", "True", "12", "Phoenix", "4.5"],
+            strict=True,
+        )
+    )
     assert tpl.render(row) == (
         "The point of interest has following attributes: \n name is Cafe X; category is Coffee Tea; "
         "type is business; open status is True; review count is 12; city is Phoenix; average score is 4.5."

@@ -33,7 +33,9 @@ def source_fingerprint(paths: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def save(ds: Dataset, out_dir: str | Path, *, config: dict[str, Any], source: dict[str, Any]) -> Path:
+def save(
+    ds: Dataset, out_dir: str | Path, *, config: dict[str, Any], source: dict[str, Any]
+) -> Path:
     """Write `ds` to `out_dir` atomically and return the folder; updates `ds.manifest`."""
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
@@ -47,16 +49,32 @@ def save(ds: Dataset, out_dir: str | Path, *, config: dict[str, Any], source: di
         if ds.inter_rating is not None:
             inter["rating"] = pl.Series(ds.inter_rating, dtype=pl.Float32)
         files = {"interactions.parquet": pl.DataFrame(inter)}
-        files["items.parquet"] = ds.items if ds.items is not None else pl.DataFrame(
-            {"item": np.arange(1, ds.n_items + 1, dtype=np.int32), "item_id": ds.item_ids[1:].astype(str)}
+        files["items.parquet"] = (
+            ds.items
+            if ds.items is not None
+            else pl.DataFrame(
+                {
+                    "item": np.arange(1, ds.n_items + 1, dtype=np.int32),
+                    "item_id": ds.item_ids[1:].astype(str),
+                }
+            )
         )
-        files["users.parquet"] = ds.users if ds.users is not None else pl.DataFrame(
-            {"user": np.arange(1, ds.n_users + 1, dtype=np.int32), "user_id": ds.user_ids[1:].astype(str)}
+        files["users.parquet"] = (
+            ds.users
+            if ds.users is not None
+            else pl.DataFrame(
+                {
+                    "user": np.arange(1, ds.n_users + 1, dtype=np.int32),
+                    "user_id": ds.user_ids[1:].astype(str),
+                }
+            )
         )
         if ds.codes is not None:
             files["codes.parquet"] = pl.DataFrame(
-                {"item": np.arange(1, ds.n_items + 1, dtype=np.int32),
-                 "codes": pl.Series(ds.codes[1:].tolist(), dtype=pl.List(pl.Int64))}
+                {
+                    "item": np.arange(1, ds.n_items + 1, dtype=np.int32),
+                    "codes": pl.Series(ds.codes[1:].tolist(), dtype=pl.List(pl.Int64)),
+                }
             )
         for name, frame in files.items():
             frame.write_parquet(tmp / name, compression="zstd", statistics=False)
@@ -70,7 +88,9 @@ def save(ds: Dataset, out_dir: str | Path, *, config: dict[str, Any], source: di
             "counts": ds.counts(),
             "has_timestamps": ds.inter_time is not None,
             "has_ratings": ds.inter_rating is not None,
-            "codes": None if ds.codes is None else {
+            "codes": None
+            if ds.codes is None
+            else {
                 "source": ds.code_source,
                 "levels": int(ds.codes.shape[1]),
                 "max_code": int(ds.codes[1:].max()),
@@ -114,7 +134,9 @@ def load(path: str | Path, *, verify: bool = True) -> Dataset:
         fpath = path / name
         if not fpath.is_file():
             raise CacheError(f"{fpath}: listed in the manifest but missing")
-        if fpath.stat().st_size != meta["bytes"] or (verify and sha256_file(fpath) != meta["sha256"]):
+        if fpath.stat().st_size != meta["bytes"] or (
+            verify and sha256_file(fpath) != meta["sha256"]
+        ):
             raise CacheError(f"{fpath}: does not match the manifest (modified or truncated)")
     inter = pl.read_parquet(path / "interactions.parquet")
     items = pl.read_parquet(path / "items.parquet")

@@ -13,7 +13,9 @@ class _Strict(BaseModel):
 
 class LCRecSource(_Strict):
     format: Literal["lcrec"] = "lcrec"
-    path: str  # folder holding <name>.inter.json [.item.json] [.index.json], or the .inter.json file
+    path: (
+        str  # folder holding <name>.inter.json [.item.json] [.index.json], or the .inter.json file
+    )
     name: str | None = None  # dataset name; found automatically when the folder has one
 
 
@@ -37,7 +39,9 @@ class RecBoleSource(_Strict):
 class TableSource(_Strict):
     format: Literal["table"] = "table"
     path: str  # CSV / TSV (optionally .gz) or Parquet
-    user: str = "user_id"  # column names in the file (or 0-based positions when has_header is false)
+    user: str = (
+        "user_id"  # column names in the file (or 0-based positions when has_header is false)
+    )
     item: str = "item_id"
     timestamp: str | None = None
     rating: str | None = None
@@ -54,7 +58,9 @@ class AmazonSource(_Strict):
     format: Literal["amazon2014", "amazon2018"] = "amazon2014"
     reviews: str  # reviews_X.json.gz (2014) or X.json.gz (2018)
     meta: str | None = None  # meta_X.json.gz
-    domain: str | None = None  # word used by the LLM-ESR template ("beauty"); default from file name
+    domain: str | None = (
+        None  # word used by the LLM-ESR template ("beauty"); default from file name
+    )
 
 
 class YelpSource(_Strict):
@@ -93,7 +99,9 @@ class SplitConfig(_Strict):
             by_time = self.valid_time is not None and self.test_time is not None
             by_frac = self.valid_frac is not None and self.test_frac is not None
             if by_time == by_frac:
-                raise ValueError("temporal split needs either valid_time+test_time or valid_frac+test_frac")
+                raise ValueError(
+                    "temporal split needs either valid_time+test_time or valid_frac+test_frac"
+                )
             if by_frac and self.valid_frac + self.test_frac >= 1:  # type: ignore[operator]
                 raise ValueError("valid_frac + test_frac must be < 1")
         return self

@@ -30,6 +30,8 @@ def threshold_head_mask(popularity: np.ndarray, threshold: int) -> np.ndarray:
     return mask
 
 
-def count_groups(popularity: np.ndarray, boundaries: tuple[int, ...] = LLMESR_GROUP_BOUNDARIES) -> np.ndarray:
+def count_groups(
+    popularity: np.ndarray, boundaries: tuple[int, ...] = LLMESR_GROUP_BOUNDARIES
+) -> np.ndarray:
     """Group index per item from count boundaries, e.g. [<10, 10-29, 30-59, 60-99, >=100]."""
     return np.searchsorted(np.asarray(boundaries), np.asarray(popularity), side="right")

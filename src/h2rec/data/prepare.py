@@ -16,7 +16,9 @@ from h2rec.io import atomic_write_text
 log = logging.getLogger("h2rec")
 
 
-def prepare(cfg: PrepareConfig, out_dir: str | Path | None = None, *, force: bool = False) -> Dataset:
+def prepare(
+    cfg: PrepareConfig, out_dir: str | Path | None = None, *, force: bool = False
+) -> Dataset:
     """Prepare a dataset and write it to `out_dir` (default from the config).
 
     An existing cache made from the same config and unchanged source files is reused unless

@@ -64,7 +64,9 @@ def _first_seen_codes(values: np.ndarray) -> np.ndarray:
     return rank[inv.ravel()]
 
 
-def filter_and_order(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+def filter_and_order(
+    raw: RawData, cfg: PreprocessConfig
+) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
     """Apply rating/time filters, stable time ordering, repeat removal and k-core; keep file order ties."""
     df = raw.interactions.with_row_index("_row")
     trail = [_counts("read", df)]
@@ -94,11 +96,17 @@ def filter_and_order(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame,
         check(f"rating >= {cfg.min_rating}")
     if cfg.min_time is not None or cfg.max_time is not None:
         if not has_ts:
-            raise ConfigError("preprocess.min_time/max_time need timestamps, which the source lacks")
+            raise ConfigError(
+                "preprocess.min_time/max_time need timestamps, which the source lacks"
+            )
         if cfg.min_time is not None:
-            df = df.filter(pl.col("timestamp") >= splits.to_unix(cfg.min_time, "preprocess.min_time"))
+            df = df.filter(
+                pl.col("timestamp") >= splits.to_unix(cfg.min_time, "preprocess.min_time")
+            )
         if cfg.max_time is not None:
-            df = df.filter(pl.col("timestamp") <= splits.to_unix(cfg.max_time, "preprocess.max_time"))
+            df = df.filter(
+                pl.col("timestamp") <= splits.to_unix(cfg.max_time, "preprocess.max_time")
+            )
         check("time window")
     # Users keep their order of first appearance; within a user, time then file order.
     df = df.with_columns(pl.col("_row").min().over("user_id").alias("_ufirst"))
@@ -196,8 +204,12 @@ def _item_table(
         table = base.join(attrs, on="item_id", how="left", maintain_order="left")
         missing = base.height - table.join(attrs.select("item_id"), on="item_id", how="semi").height
         if missing:
-            log.warning("%d of %d items have no attributes in the item file; their text uses '%s'",
-                        missing, base.height, cfg.text.missing)
+            log.warning(
+                "%d of %d items have no attributes in the item file; their text uses '%s'",
+                missing,
+                base.height,
+                cfg.text.missing,
+            )
     else:
         table = base
     fields = [c for c in table.columns if c not in ("item", "item_id")]

@@ -40,7 +40,9 @@ def leave_one_out(user: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, di
     split[full & (pos == lengths - 2)] = VALID
     short = int((np.diff(offsets)[1:] < 3).sum())
     if short:
-        log.warning("leave-one-out: %d users have < 3 interactions and are kept in training only", short)
+        log.warning(
+            "leave-one-out: %d users have < 3 interactions and are kept in training only", short
+        )
     return split, {"users_train_only": short}
 
 
@@ -58,7 +60,10 @@ def temporal(
     later part so the future never leaks into training.
     """
     if valid_time is not None and test_time is not None:
-        t_valid, t_test = to_unix(valid_time, "split.valid_time"), to_unix(test_time, "split.test_time")
+        t_valid, t_test = (
+            to_unix(valid_time, "split.valid_time"),
+            to_unix(test_time, "split.test_time"),
+        )
     else:
         assert valid_frac is not None and test_frac is not None
         ordered = np.sort(times)

@@ -24,8 +24,13 @@ def gini(x: np.ndarray) -> float:
 def _dist(x: np.ndarray) -> dict[str, float]:
     q = np.percentile(x, [25, 50, 75, 90])
     return {
-        "min": float(x.min()), "p25": float(q[0]), "median": float(q[1]), "mean": float(x.mean()),
-        "p75": float(q[2]), "p90": float(q[3]), "max": float(x.max()),
+        "min": float(x.min()),
+        "p25": float(q[0]),
+        "median": float(q[1]),
+        "mean": float(x.mean()),
+        "p75": float(q[2]),
+        "p90": float(q[3]),
+        "max": float(x.max()),
     }
 
 
@@ -68,7 +73,9 @@ def compute_stats(ds: Dataset, head_fraction: float = 0.2) -> dict[str, Any]:
             "head_items": int(head.sum()),
             "tail_items": int(ds.n_items - head.sum()),
             "head_min_train_count": int(pop_train[head].min()) if head.any() else 0,
-            "head_share_of_train_interactions": float(head_inter[train].mean()) if train.any() else None,
+            "head_share_of_train_interactions": float(head_inter[train].mean())
+            if train.any()
+            else None,
             "head_share_of_valid_targets": target_share(VALID),
             "head_share_of_test_targets": target_share(TEST),
         },
@@ -103,7 +110,13 @@ def plot_popularity(ds: Dataset, path: str | Path, head_fraction: float = 0.2) -
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     ranks = np.arange(1, len(pop) + 1)
     ax.loglog(ranks, np.maximum(pop, 0.8), lw=1.5)
-    ax.axvline(n_head, color="tab:red", ls="--", lw=1, label=f"head/tail boundary (top {head_fraction:.0%})")
+    ax.axvline(
+        n_head,
+        color="tab:red",
+        ls="--",
+        lw=1,
+        label=f"head/tail boundary (top {head_fraction:.0%})",
+    )
     ax.set_xlabel("item rank by training interactions")
     ax.set_ylabel("training interactions")
     ax.set_title(f"{ds.name}: item popularity")

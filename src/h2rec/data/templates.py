@@ -72,12 +72,19 @@ class TextTemplate:
     def render(self, row: Mapping[str, object]) -> str:
         values: dict[str, str | None] = {}
         for name in self.fields:
-            v = (self.variables or {}).get(name) if name not in row or row[name] is None else row[name]
+            v = (
+                (self.variables or {}).get(name)
+                if name not in row or row[name] is None
+                else row[name]
+            )
             s = None if v is None else str(v).strip()
             values[name] = s or None
 
         def fill(fragment: str) -> str:
-            out = _PLACEHOLDER.sub(lambda m: values[m.group(1)] or self.missing, fragment.replace("{{", "\0").replace("}}", "\1"))
+            out = _PLACEHOLDER.sub(
+                lambda m: values[m.group(1)] or self.missing,
+                fragment.replace("{{", "\0").replace("}}", "\1"),
+            )
             return out.replace("\0", "{").replace("\1", "}")
 
         def section(m: re.Match[str]) -> str:

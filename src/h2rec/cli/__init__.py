@@ -1,0 +1,1 @@
+"""Command-line interface (typer): parses arguments, calls the library, prints results."""

@@ -1,0 +1,178 @@
+"""`h2rec` command line: `prepare`, `stats`, `synth` and the main job `pipeline`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+
+from h2rec import __version__
+from h2rec.errors import H2RecError
+from h2rec.progress import set_progress
+
+app = typer.Typer(
+    name="h2rec",
+    help="Sequential recommendation with Semantic IDs + Hash IDs (H2Rec), baselines and head/tail evaluation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+Overrides = Annotated[
+    list[str] | None, typer.Argument(help="config overrides as key=value (dotted keys)")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"h2rec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="no progress bars, warnings only")
+    ] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
+) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+        force=True,
+    )
+    set_progress(not quiet and sys.stderr.isatty())
+
+
+def _run(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """Call into the library; user errors become one red line and exit code 2."""
+    try:
+        return fn(*args, **kwargs)
+    except H2RecError as exc:
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def synth(
+    overrides: Overrides = None,
+    config: Annotated[
+        str, typer.Option("--config", "-c", help="YAML file or built-in name")
+    ] = "synth/default",
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path(
+        "artifacts/raw/synth"
+    ),
+    name: Annotated[str, typer.Option(help="file name stem")] = "synth",
+) -> None:
+    """Generate the synthetic catalogue (RecBole atomic files with item text)."""
+    from h2rec.config import load_config
+    from h2rec.data.synth import SynthConfig, generate, write_recbole
+
+    cfg = _run(load_config, SynthConfig, config, overrides or [])
+    data = _run(generate, cfg)
+    paths = _run(write_recbole, data, out, name)
+    console.print(
+        f"wrote {data.interactions.height:,} interactions, {data.items.height:,} items, "
+        f"{data.interactions['user_id'].n_unique():,} users -> {out}"
+    )
+    for p in paths.values():
+        console.print(f"  {p}")
+
+
+@app.command()
+def prepare(
+    overrides: Overrides = None,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", "-c", help="YAML file or built-in name (data/beauty, ...)"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="prepared dataset folder")] = None,
+    force: Annotated[bool, typer.Option(help="rebuild even if the cache is up to date")] = False,
+) -> None:
+    """Read a dataset in any supported format, preprocess, split and cache it."""
+    from h2rec.cli.render import stats_table
+    from h2rec.config import load_config
+    from h2rec.data import PrepareConfig, compute_stats
+    from h2rec.data import prepare as prepare_dataset
+
+    cfg = _run(load_config, PrepareConfig, config, overrides or [])
+    ds = _run(prepare_dataset, cfg, out, force=force)
+    console.print(f"prepared [bold]{cfg.name}[/] -> {out or cfg.output_dir()}")
+    for step in ds.manifest.get("preprocessing_trail", []):
+        console.print(
+            f"  {step['stage']}: {step['users']:,} users, {step['items']:,} items, {step['interactions']:,} interactions"
+        )
+    console.print(stats_table(compute_stats(ds)))
+
+
+def _dataset_dir(dataset: str) -> Path:
+    p = Path(dataset)
+    return p if p.exists() else Path("artifacts/prepared") / dataset
+
+
+@app.command()
+def stats(
+    dataset: Annotated[
+        str, typer.Argument(help="prepared dataset folder, or a name under artifacts/prepared")
+    ],
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="also write the statistics as JSON")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="write a PNG of the popularity curve")
+    ] = None,
+    head_fraction: Annotated[float, typer.Option(help="head = this top fraction of items")] = 0.2,
+) -> None:
+    """Print users, items, sparsity, length/popularity distributions and head/tail shares."""
+    from h2rec.cli.render import stats_table
+    from h2rec.data import compute_stats, load_dataset
+    from h2rec.data.stats import plot_popularity
+    from h2rec.io import atomic_write_json
+
+    ds = _run(load_dataset, _dataset_dir(dataset))
+    s = compute_stats(ds, head_fraction=head_fraction)
+    console.print(stats_table(s))
+    if json_out is not None:
+        atomic_write_json(json_out, s)
+        console.print(f"statistics -> {json_out}")
+    if plot is not None:
+        plot_popularity(ds, plot, head_fraction)
+        console.print(f"popularity curve -> {plot}")
+
+
+@app.command()
+def pipeline(
+    overrides: Overrides = None,
+    config: Annotated[
+        str, typer.Option("--config", "-c", help="YAML file or built-in name")
+    ] = "pipeline/default",
+    force: Annotated[bool, typer.Option(help="rebuild every stage")] = False,
+) -> None:
+    """The main job on the embedded default: generate the synthetic data, prepare it, describe it."""
+    from h2rec.cli.render import stats_table
+    from h2rec.config import load_config
+    from h2rec.pipeline import PipelineConfig, run_pipeline
+
+    cfg = _run(load_config, PipelineConfig, config, overrides or [])
+    result = _run(run_pipeline, cfg, force=force)
+    console.print(f"raw synthetic data -> {result['raw']}")
+    console.print(f"prepared dataset   -> {result['prepared']}")
+    console.print(stats_table(result["stats"]))
+    console.print(f"popularity curve   -> {result['popularity_png']}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,125 @@
+"""The CLI end to end on small synthetic data: synth -> prepare (with overrides) -> stats."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from h2rec.cli.main import app
+from h2rec.data import load_dataset
+
+runner = CliRunner()
+
+
+def _ok(args: list[str]):
+    result = runner.invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture()
+def synth_dir(tmp_path):
+    out = tmp_path / "raw"
+    _ok(["synth", "--out", str(out), "n_users=300", "n_items=150", "n_categories=2", "seed=3"])
+    return out
+
+
+def test_synth_prepare_stats(tmp_path, synth_dir) -> None:
+    prep = tmp_path / "prep"
+    res = _ok(
+        [
+            "-q",
+            "prepare",
+            "-c",
+            "data/synth",
+            "--out",
+            str(prep),
+            f"source.path={synth_dir}",
+            "preprocess.user_core=0",
+            "preprocess.item_core=0",
+        ]
+    )
+    assert "users" in res.output
+    ds = load_dataset(prep)
+    assert ds.n_users == 300 and ds.n_items == 150  # no filtering: every synthetic item is used
+    saved = (prep / "config.yaml").read_text()
+    assert "user_core: 0" in saved and str(synth_dir) in saved  # the resolved config is saved
+    js = tmp_path / "s.json"
+    png = tmp_path / "p.png"
+    res = _ok(["stats", str(prep), "--json", str(js), "--plot", str(png)])
+    stats = json.loads(js.read_text())
+    assert stats["users"] == 300 and stats["interactions"] == ds.n_interactions
+    assert f"{ds.n_interactions:,}" in res.output
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_prepare_reuses_fresh_cache_and_rebuilds_on_change(tmp_path, synth_dir) -> None:
+    prep = tmp_path / "prep"
+    base = ["prepare", "-c", "data/synth", "--out", str(prep), f"source.path={synth_dir}"]
+    _ok(base)
+    first = (prep / "manifest.json").stat().st_mtime_ns
+    _ok(base)
+    assert (prep / "manifest.json").stat().st_mtime_ns == first  # reused
+    _ok([*base, "preprocess.user_core=6"])
+    assert (
+        json.loads((prep / "manifest.json").read_text())["config"]["preprocess"]["user_core"] == 6
+    )
+
+
+def test_user_errors_are_one_line_with_exit_code_2(tmp_path) -> None:
+    res = runner.invoke(app, ["prepare", "-c", "data/synth", f"source.path={tmp_path / 'nope'}"])
+    assert res.exit_code == 2
+    assert "error:" in res.output and "nope" in res.output
+    res = runner.invoke(app, ["prepare", "-c", "data/synth", "preprocess.user_core=-3"])
+    assert res.exit_code == 2 and "preprocess.user_core" in res.output
+    res = runner.invoke(app, ["stats", str(tmp_path / "missing")])
+    assert res.exit_code == 2 and "no prepared dataset" in res.output
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.inter").write_text("user_id:token\titem_id:tokn\nu\ti\n")
+    res = runner.invoke(app, ["prepare", "name=x", "source.format=recbole", f"source.path={bad}"])
+    assert res.exit_code == 2 and "x.inter, line 1, field 'item_id'" in res.output
+
+
+def test_pipeline_main_job(tmp_path) -> None:
+    res = _ok(
+        [
+            "-q",
+            "pipeline",
+            f"workdir={tmp_path / 'w'}",
+            "synth.n_users=400",
+            "synth.n_items=200",
+            "synth.n_categories=2",
+        ]
+    )
+    assert "prepared dataset" in res.output
+    ds = load_dataset(tmp_path / "w" / "prepared" / "synth")
+    assert ds.n_users == 400
+    assert (tmp_path / "w" / "prepared" / "synth" / "stats.json").is_file()
+    assert (tmp_path / "w" / "pipeline.yaml").is_file()
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize(
+    ("name", "counts"),
+    [("yelp", ("30,431", "20,033", "316,354")), ("beauty", ("22,363", "12,101", "198,502"))],
+)
+def test_stats_on_real_data_prints_published_counts(tmp_path, shared_data, name, counts) -> None:
+    prep = tmp_path / name
+    _ok(
+        [
+            "-q",
+            "prepare",
+            "-c",
+            f"data/{name}",
+            "--out",
+            str(prep),
+            f"source.path={shared_data / name}",
+        ]
+    )
+    res = _ok(["stats", str(prep)])
+    for value, label in zip(counts, ("users", "items", "interactions"), strict=True):
+        line = next(ln for ln in res.output.splitlines() if f" {label} " in ln)
+        assert value in line, line
