@@ -71,5 +71,7 @@ def read_source(src: SourceConfig) -> RawData:
     else:  # pragma: no cover - pydantic rejects unknown formats first
         raise DataFormatError(f"unknown source format {getattr(src, 'format', src)!r}")
     if raw.interactions.height == 0:
-        raise DataFormatError("no interactions found (is the file empty?)", path=raw.source["paths"][0])
+        raise DataFormatError(
+            "no interactions found (is the file empty?)", path=raw.source["paths"][0]
+        )
     return raw

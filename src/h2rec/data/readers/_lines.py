@@ -5,12 +5,20 @@ from __future__ import annotations
 import ast
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from h2rec.errors import DataFormatError
 from h2rec.progress import byte_progress
+
+# what a truncated or corrupt gzip stream raises while being read
+GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def _gzip_error(path: str | Path, exc: BaseException, line: int | None = None) -> DataFormatError:
+    return DataFormatError(f"corrupt or truncated gzip data ({exc})", path=path, line=line)
 
 
 def _is_gzip(fh: IO[bytes]) -> bool:
@@ -33,7 +41,7 @@ def open_binary(path: str | Path, raw: IO[bytes] | None = None) -> IO[bytes]:
         raise DataFormatError("file not found", path=path)
     with open(path, "rb") as fh:
         compressed = _is_gzip(fh)
-    return gzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115
+    return gzip.open(path, "rb") if compressed else open(path, "rb")
 
 
 def iter_text_lines(path: str | Path, *, skip_blank: bool = True) -> Iterator[tuple[int, str]]:
@@ -46,14 +54,23 @@ def iter_text_lines(path: str | Path, *, skip_blank: bool = True) -> Iterator[tu
         open_binary(path, under) as fh,
         byte_progress(f"reading {path.name}", path.stat().st_size) as bar,
     ):
-        for lineno, raw in enumerate(fh, start=1):
+        lineno = 0
+        lines = iter(fh)
+        while True:
+            try:
+                raw = next(lines)
+            except StopIteration:
+                break
+            except GZIP_ERRORS as exc:
+                raise _gzip_error(path, exc, lineno + 1) from exc
+            lineno += 1
             if lineno % 20000 == 0:
                 bar.update(under.tell())
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise DataFormatError(
-                    f"not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 4]!r})",
+                    f"not valid UTF-8 (byte {exc.start}: {raw[exc.start : exc.start + 4]!r})",
                     path=path,
                     line=lineno,
                 ) from exc
@@ -65,7 +82,9 @@ def iter_text_lines(path: str | Path, *, skip_blank: bool = True) -> Iterator[tu
             yield lineno, line
 
 
-def iter_records(path: str | Path, *, allow_python_literals: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_records(
+    path: str | Path, *, allow_python_literals: bool = False
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, dict) from JSON lines; optionally Python-literal lines (Amazon 2014 meta).
 
     Python literals are parsed with `ast.literal_eval`, which evaluates no code.
@@ -75,22 +94,36 @@ def iter_records(path: str | Path, *, allow_python_literals: bool = False) -> It
             rec = json.loads(line)
         except json.JSONDecodeError as exc:
             if not allow_python_literals:
-                raise DataFormatError(f"invalid JSON ({exc.msg} at column {exc.colno})", path=path, line=lineno) from exc
+                raise DataFormatError(
+                    f"invalid JSON ({exc.msg} at column {exc.colno})", path=path, line=lineno
+                ) from exc
             try:
                 rec = ast.literal_eval(line)
             except (ValueError, SyntaxError, MemoryError, RecursionError) as exc2:
                 raise DataFormatError(
-                    f"neither JSON nor a Python literal ({type(exc2).__name__}: {exc2})", path=path, line=lineno
+                    f"neither JSON nor a Python literal ({type(exc2).__name__}: {exc2})",
+                    path=path,
+                    line=lineno,
                 ) from exc2
         if not isinstance(rec, dict):
-            raise DataFormatError(f"expected an object per line, got {type(rec).__name__}", path=path, line=lineno)
+            raise DataFormatError(
+                f"expected an object per line, got {type(rec).__name__}", path=path, line=lineno
+            )
         yield lineno, rec
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The whole (decompressed) content of a file; a corrupt gzip stream names the file."""
+    with open_binary(path) as fh:
+        try:
+            return fh.read()
+        except GZIP_ERRORS as exc:
+            raise _gzip_error(path, exc) from exc
 
 
 def load_json(path: str | Path) -> Any:
     """Load a whole JSON document (for small/medium files such as LC-Rec's), naming line on error."""
-    with open_binary(path) as fh:
-        raw = fh.read()
+    raw = read_bytes(path)
     if not raw.strip():
         raise DataFormatError("file is empty", path=path)
     try:
@@ -101,4 +134,6 @@ def load_json(path: str | Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataFormatError(f"invalid JSON ({exc.msg}, column {exc.colno})", path=path, line=exc.lineno) from exc
+        raise DataFormatError(
+            f"invalid JSON ({exc.msg}, column {exc.colno})", path=path, line=exc.lineno
+        ) from exc

@@ -16,7 +16,12 @@ from h2rec.errors import DataFormatError
 
 CATEGORY_CHARS = 2048  # LLM-ESR cuts the joined category list here
 
-_REVIEW_SCHEMA = {"user_id": pl.String, "item_id": pl.String, "rating": pl.Float64, "timestamp": pl.Float64}
+_REVIEW_SCHEMA = {
+    "user_id": pl.String,
+    "item_id": pl.String,
+    "rating": pl.Float64,
+    "timestamp": pl.Float64,
+}
 META_FIELDS = ("title", "brand", "price", "categories", "description", "features", "main_cat")
 
 
@@ -63,16 +68,22 @@ def read_reviews(path: str | Path) -> pl.DataFrame:
             row[out] = str(value)
         ts = rec.get("unixReviewTime")
         if ts is None:
-            raise DataFormatError("missing review time", path=path, line=lineno, field="unixReviewTime")
+            raise DataFormatError(
+                "missing review time", path=path, line=lineno, field="unixReviewTime"
+            )
         try:
             row["timestamp"] = float(ts)
         except (TypeError, ValueError):
-            raise DataFormatError(f"{ts!r} is not a unix time", path=path, line=lineno, field="unixReviewTime") from None
+            raise DataFormatError(
+                f"{ts!r} is not a unix time", path=path, line=lineno, field="unixReviewTime"
+            ) from None
         rating = rec.get("overall")
         try:
             row["rating"] = None if rating is None else float(rating)
         except (TypeError, ValueError):
-            raise DataFormatError(f"{rating!r} is not a number", path=path, line=lineno, field="overall") from None
+            raise DataFormatError(
+                f"{rating!r} is not a number", path=path, line=lineno, field="overall"
+            ) from None
         buf.append(row)
     return buf.frame()
 

@@ -35,7 +35,9 @@ def parse_index_codes(path: Path) -> pl.DataFrame:
     """Parse `{"item": ["<a_12>", "<b_7>", ...]}` into item_id + integer code list (level order a, b, ...)."""
     data = load_json(path)
     if not isinstance(data, dict):
-        raise DataFormatError("expected a JSON object mapping item id -> list of code tokens", path=path)
+        raise DataFormatError(
+            "expected a JSON object mapping item id -> list of code tokens", path=path
+        )
     item_ids: list[str] = []
     codes: list[list[int]] = []
     n_levels: int | None = None
@@ -49,20 +51,27 @@ def parse_index_codes(path: Path) -> pl.DataFrame:
                 continue
             m = _TOKEN.match(str(tok))
             if m is None:
-                raise DataFormatError(f"code token {tok!r} is not of the form <a_12>", path=path, field=str(item))
+                raise DataFormatError(
+                    f"code token {tok!r} is not of the form <a_12>", path=path, field=str(item)
+                )
             if ord(m.group(1)) - ord("a") != level:
                 raise DataFormatError(
-                    f"code token {tok!r} at position {level} has the wrong level letter", path=path, field=str(item)
+                    f"code token {tok!r} at position {level} has the wrong level letter",
+                    path=path,
+                    field=str(item),
                 )
             row.append(int(m.group(2)))
         if n_levels is None:
             n_levels = len(row)
         elif len(row) != n_levels:
-            raise DataFormatError(f"has {len(row)} code levels, others have {n_levels}", path=path, field=str(item))
+            raise DataFormatError(
+                f"has {len(row)} code levels, others have {n_levels}", path=path, field=str(item)
+            )
         item_ids.append(str(item))
         codes.append(row)
     return pl.DataFrame(
-        {"item_id": item_ids, "codes": codes}, schema={"item_id": pl.String, "codes": pl.List(pl.Int64)}
+        {"item_id": item_ids, "codes": codes},
+        schema={"item_id": pl.String, "codes": pl.List(pl.Int64)},
     )
 
 
@@ -111,18 +120,26 @@ def read_lcrec(path: str | Path, name: str | None = None) -> RawData:
     inter_path = folder / f"{name}.inter.json"
     data = load_json(inter_path)
     if not isinstance(data, dict):
-        raise DataFormatError("expected a JSON object mapping user id -> list of item ids", path=inter_path)
+        raise DataFormatError(
+            "expected a JSON object mapping user id -> list of item ids", path=inter_path
+        )
     users: list[str] = []
     items: list[str] = []
     for user, seq in data.items():
         if not isinstance(seq, list):
-            raise DataFormatError("sequence must be a list of item ids", path=inter_path, field=str(user))
+            raise DataFormatError(
+                "sequence must be a list of item ids", path=inter_path, field=str(user)
+            )
         for it in seq:
             if isinstance(it, (dict, list)) or it is None:
-                raise DataFormatError(f"item id {it!r} is not a scalar", path=inter_path, field=str(user))
+                raise DataFormatError(
+                    f"item id {it!r} is not a scalar", path=inter_path, field=str(user)
+                )
         users.extend([str(user)] * len(seq))
         items.extend(str(it) for it in seq)
-    interactions = pl.DataFrame({"user_id": users, "item_id": items}, schema={"user_id": pl.String, "item_id": pl.String})
+    interactions = pl.DataFrame(
+        {"user_id": users, "item_id": items}, schema={"user_id": pl.String, "item_id": pl.String}
+    )
     item_path = folder / f"{name}.item.json"
     index_path = folder / f"{name}.index.json"
     item_table = read_item_json(item_path) if item_path.is_file() else None

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from h2rec.data.raw import RawData
-from h2rec.data.readers._lines import iter_text_lines, open_binary
+from h2rec.data.readers._lines import iter_text_lines, read_bytes
 from h2rec.errors import DataFormatError
 from h2rec.io import atomic_write_text
 
@@ -24,7 +24,9 @@ def parse_header(path: Path) -> list[tuple[str, str]]:
         for col in line.split("\t"):
             name, sep, typ = col.rpartition(":")
             if not sep or not name:
-                raise DataFormatError(f"header column '{col}' is not of the form name:type", path=path, line=1)
+                raise DataFormatError(
+                    f"header column '{col}' is not of the form name:type", path=path, line=1
+                )
             if typ not in ATOMIC_TYPES:
                 raise DataFormatError(
                     f"header column '{col}' has unknown type '{typ}' (expected one of {', '.join(ATOMIC_TYPES)})",
@@ -44,13 +46,19 @@ def _diagnose(path: Path, header: list[tuple[str, str]]) -> None:
             continue
         parts = line.split("\t")
         if len(parts) != len(header):
-            raise DataFormatError(f"expected {len(header)} tab-separated fields, found {len(parts)}", path=path, line=lineno)
+            raise DataFormatError(
+                f"expected {len(header)} tab-separated fields, found {len(parts)}",
+                path=path,
+                line=lineno,
+            )
         for (name, typ), value in zip(header, parts, strict=True):
             if typ == "float" and value.strip():
                 try:
                     float(value)
                 except ValueError:
-                    raise DataFormatError(f"'{value}' is not a number", path=path, line=lineno, field=name) from None
+                    raise DataFormatError(
+                        f"'{value}' is not a number", path=path, line=lineno, field=name
+                    ) from None
 
 
 def read_atomic(path: str | Path) -> pl.DataFrame:
@@ -60,34 +68,59 @@ def read_atomic(path: str | Path) -> pl.DataFrame:
     names = [n for n, _ in header]
     if len(set(names)) != len(names):
         raise DataFormatError("duplicate column names in header", path=path, line=1)
+    data = read_bytes(path)
     try:
-        with open_binary(path) as fh:
-            df = pl.read_csv(
-                fh.read(),
-                separator="\t",
-                has_header=False,
-                skip_rows=1,
-                new_columns=names,
-                schema_overrides={n: pl.String for n in names},
-                quote_char=None,
-                encoding="utf8",
-                truncate_ragged_lines=False,
-            )
+        df = pl.read_csv(
+            data,
+            separator="\t",
+            has_header=False,
+            skip_rows=1,
+            new_columns=names,
+            schema_overrides={n: pl.String for n in names},
+            quote_char=None,
+            encoding="utf8",
+            truncate_ragged_lines=False,
+        )
     except (pl.exceptions.ComputeError, pl.exceptions.ShapeError, pl.exceptions.PolarsError) as exc:
         _diagnose(path, header)
         raise DataFormatError(f"cannot parse ({exc})", path=path) from exc
+    # the parser keeps blank lines as all-null rows; skip them, as `_diagnose` and
+    # `iter_text_lines` do, so that rows map 1:1 to the non-blank data lines
+    blank = pl.all_horizontal(pl.all().is_null() | (pl.all().str.strip_chars() == ""))
+    df = df.filter(~blank)
     if df.width != len(names) or df.select(pl.any_horizontal(pl.all().is_null()).any()).item():
         # ragged lines are padded with nulls by the parser: find and name the line
         _diagnose(path, header)
     casts = []
     for name, typ in header:
         if typ == "float":
-            casted = df[name].cast(pl.Float64, strict=False)
-            bad = casted.is_null() & df[name].is_not_null() & (df[name].str.strip_chars() != "")
+            text = df[name].str.strip_chars()
+            casted = text.cast(pl.Float64, strict=False)
+            bad = casted.is_null() & text.is_not_null() & (text != "")
             if bad.any():
                 _diagnose(path, header)
+                # Python's float() accepts a few spellings the parser does not (e.g. "1_000")
+                row = int(bad.arg_true()[0])
+                raise DataFormatError(
+                    f"'{df[name][row]}' is not a number",
+                    path=path,
+                    line=_line_of_row(path, row),
+                    field=name,
+                )
             casts.append(casted.alias(name))
     return df.with_columns(casts) if casts else df
+
+
+def _line_of_row(path: Path, row: int) -> int | None:
+    """1-based line number of data row `row` (0-based; header and blank lines not counted)."""
+    n = -1
+    for lineno, _ in iter_text_lines(path):
+        if lineno == 1:
+            continue
+        n += 1
+        if n == row:
+            return lineno
+    return None
 
 
 def _find(base: Path, name: str | None, suffix: str) -> Path | None:
@@ -123,35 +156,72 @@ def read_recbole(
     for required in (user_field, item_field):
         if required not in inter.columns:
             raise DataFormatError(
-                f"missing column (have: {', '.join(inter.columns)})", path=inter_path, line=1, field=required
+                f"missing column (have: {', '.join(inter.columns)})",
+                path=inter_path,
+                line=1,
+                field=required,
             )
+    for required in (user_field, item_field):
+        empty = inter[required].is_null()
+        if empty.any():
+            line = _line_of_row(inter_path, int(empty.arg_true()[0]))
+            raise DataFormatError("empty id", path=inter_path, line=line, field=required)
     rename: dict[str, str] = {user_field: "user_id", item_field: "item_id"}
     if time_field in inter.columns:
         rename[time_field] = "timestamp"
     if rating_field in inter.columns:
         rename[rating_field] = "rating"
-    interactions = inter.rename(rename)
+    # select only the mapped columns: a renamed field may share a name with another column
+    # (e.g. user_field="session_id" in a file that also has user_id)
+    interactions = inter.select([pl.col(src).alias(dst) for src, dst in rename.items()])
+    for dst in ("timestamp", "rating"):
+        if dst in interactions.columns and interactions.schema[dst] == pl.String:
+            # a token-typed time/rating column: must still hold numbers
+            text = interactions[dst].str.strip_chars()
+            number = text.cast(pl.Float64, strict=False)
+            bad = number.is_null() & text.is_not_null() & (text != "")
+            if bad.any():
+                row = int(bad.arg_true()[0])
+                src = next(s for s, d in rename.items() if d == dst)
+                raise DataFormatError(
+                    f"'{interactions[dst][row]}' is not a number",
+                    path=inter_path,
+                    line=_line_of_row(inter_path, row),
+                    field=src,
+                )
+            interactions = interactions.with_columns(number.alias(dst))
 
     items = None
     item_path = _find(base, name, ".item")
     if item_path is not None:
         items = read_atomic(item_path)
         if item_field not in items.columns:
-            raise DataFormatError("missing item id column", path=item_path, line=1, field=item_field)
-        items = items.rename({item_field: "item_id"}).unique("item_id", keep="first", maintain_order=True)
+            raise DataFormatError(
+                "missing item id column", path=item_path, line=1, field=item_field
+            )
+        items = items.rename({item_field: "item_id"}).unique(
+            "item_id", keep="first", maintain_order=True
+        )
         items = items.with_columns(pl.exclude("item_id").cast(pl.String))
     users = None
     user_path = _find(base, name, ".user")
     if user_path is not None:
         users = read_atomic(user_path)
         if user_field not in users.columns:
-            raise DataFormatError("missing user id column", path=user_path, line=1, field=user_field)
-        users = users.rename({user_field: "user_id"}).unique("user_id", keep="first", maintain_order=True)
+            raise DataFormatError(
+                "missing user id column", path=user_path, line=1, field=user_field
+            )
+        users = users.rename({user_field: "user_id"}).unique(
+            "user_id", keep="first", maintain_order=True
+        )
     return RawData(
         interactions=interactions,
         items=items,
         users=users,
-        source={"format": "recbole", "paths": [str(p) for p in (inter_path, item_path, user_path) if p]},
+        source={
+            "format": "recbole",
+            "paths": [str(p) for p in (inter_path, item_path, user_path) if p],
+        },
         default_template="fields",
     )
 
@@ -166,6 +236,8 @@ def write_atomic(path: str | Path, df: pl.DataFrame, types: Mapping[str, str]) -
     for row in str_df.iter_rows():
         for value in row:
             if "\t" in value or "\n" in value:
-                raise ValueError(f"value {value!r} contains a tab or newline; atomic files cannot hold it")
+                raise ValueError(
+                    f"value {value!r} contains a tab or newline; atomic files cannot hold it"
+                )
         lines.append("\t".join(row))
     atomic_write_text(path, "\n".join(lines) + "\n")

@@ -29,11 +29,15 @@ def read_sasrec(
         if len(parts) < 2:
             raise DataFormatError("expected 'user item [item ...]'", path=path, line=lineno)
         if parts[0] in seen:
-            raise DataFormatError(f"user {parts[0]!r} appears on more than one line", path=path, line=lineno)
+            raise DataFormatError(
+                f"user {parts[0]!r} appears on more than one line", path=path, line=lineno
+            )
         seen.add(parts[0])
         users.extend([parts[0]] * (len(parts) - 1))
         items.extend(parts[1:])
-    interactions = pl.DataFrame({"user_id": users, "item_id": items}, schema={"user_id": pl.String, "item_id": pl.String})
+    interactions = pl.DataFrame(
+        {"user_id": users, "item_id": items}, schema={"user_id": pl.String, "item_id": pl.String}
+    )
     item_table = None
     if items_path is not None:
         item_table = read_item_json(Path(items_path), id_offset=items_id_offset)
@@ -43,6 +47,9 @@ def read_sasrec(
     return RawData(
         interactions=interactions,
         items=item_table,
-        source={"format": "sasrec", "paths": [str(path)] + ([str(items_path)] if items_path else [])},
+        source={
+            "format": "sasrec",
+            "paths": [str(path)] + ([str(items_path)] if items_path else []),
+        },
         default_template=default,
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from h2rec.data.raw import RawData
-from h2rec.data.readers._lines import iter_text_lines, open_binary
+from h2rec.data.readers._lines import iter_text_lines, read_bytes
 from h2rec.errors import DataFormatError
 
 
@@ -37,8 +37,7 @@ def read_frame(path: str | Path, sep: str | None = None, has_header: bool = True
             raise DataFormatError(f"cannot read Parquet ({exc})", path=path) from exc
         return df.with_columns(pl.all().cast(pl.String))
     separator = _separator(path, sep)
-    with open_binary(path) as fh:
-        raw = fh.read()
+    raw = read_bytes(path)
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -53,21 +52,32 @@ def read_frame(path: str | Path, sep: str | None = None, has_header: bool = True
             if width is None:
                 width = n
             elif n != width:
-                raise DataFormatError(f"expected {width} fields, found {n}", path=path, line=lineno) from exc
+                raise DataFormatError(
+                    f"expected {width} fields, found {n}", path=path, line=lineno
+                ) from exc
         raise DataFormatError(f"cannot parse ({exc})", path=path) from exc
     if not has_header:
         df = df.rename({c: str(i) for i, c in enumerate(df.columns)})
     return df
 
 
-def _timestamp(col: pl.Series, fmt: str | None, path: Path, field: str, has_header: bool) -> pl.Series:
+def _timestamp(
+    col: pl.Series, fmt: str | None, path: Path, field: str, has_header: bool
+) -> pl.Series:
     """Numbers stay numbers; date strings are parsed (with `fmt` or ISO) into unix seconds."""
     numeric = col.cast(pl.Float64, strict=False)
     bad = numeric.is_null() & col.is_not_null()
     if not bad.any() and fmt is None:
         return numeric
-    parsed = col.str.to_datetime(format=fmt, strict=False, time_unit="us")
-    bad = parsed.is_null() & col.is_not_null()
+    try:
+        parsed = col.str.to_datetime(format=fmt, strict=False, time_unit="us")
+        bad = parsed.is_null() & col.is_not_null()
+    except pl.exceptions.PolarsError:
+        # polars could infer no date format (or `fmt` is unusable): name the first value that
+        # is not a number, since none of them parses as a date
+        bad = numeric.is_null() & col.is_not_null()
+        if not bad.any():
+            bad = col.is_not_null()
     if bad.any():
         row = int(bad.arg_true()[0])
         raise DataFormatError(
@@ -82,7 +92,10 @@ def _timestamp(col: pl.Series, fmt: str | None, path: Path, field: str, has_head
 def _column(df: pl.DataFrame, name: str, path: Path, role: str) -> None:
     if name not in df.columns:
         raise DataFormatError(
-            f"{role} column not found (columns: {', '.join(df.columns)})", path=path, line=1, field=name
+            f"{role} column not found (columns: {', '.join(df.columns)})",
+            path=path,
+            line=1,
+            field=name,
         )
 
 
@@ -117,13 +130,18 @@ def read_table(
         if bad.any():
             row = int(bad.arg_true()[0])
             raise DataFormatError(
-                f"'{df[rating][row]}' is not a number", path=path, line=row + (2 if has_header else 1), field=rating
+                f"'{df[rating][row]}' is not a number",
+                path=path,
+                line=row + (2 if has_header else 1),
+                field=rating,
             )
         cols["rating"] = r
     for role, s in (("user", cols["user_id"]), ("item", cols["item_id"])):
         if s.null_count():
             row = int(s.is_null().arg_true()[0])
-            raise DataFormatError(f"empty {role} id", path=path, line=row + (2 if has_header else 1), field=s.name)
+            raise DataFormatError(
+                f"empty {role} id", path=path, line=row + (2 if has_header else 1), field=s.name
+            )
     interactions = pl.DataFrame({k: v.alias(k) for k, v in cols.items()})
     items = None
     paths = [str(path)]

@@ -41,11 +41,18 @@ def read_yelp_reviews(path: str | Path) -> pl.DataFrame:
         try:
             row["rating"] = None if stars is None else float(stars)
         except (TypeError, ValueError):
-            raise DataFormatError(f"{stars!r} is not a number", path=path, line=lineno, field="stars") from None
+            raise DataFormatError(
+                f"{stars!r} is not a number", path=path, line=lineno, field="stars"
+            ) from None
         buf.append(row)
     df = buf.frame()
-    parsed = df["date"].str.to_datetime(strict=False, time_unit="us")
-    bad = parsed.is_null()
+    try:
+        parsed = df["date"].str.to_datetime(strict=False, time_unit="us")
+        bad = parsed.is_null()
+    except pl.exceptions.PolarsError:
+        # no date format could be inferred from any value: the first row is already bad
+        parsed = pl.Series("date", [None] * df.height, dtype=pl.Datetime("us"))
+        bad = pl.Series([True] * df.height)
     if bad.any():
         row = int(bad.arg_true()[0])
         # rows map 1:1 to non-blank lines; find the line number of the offending row
@@ -53,7 +60,9 @@ def read_yelp_reviews(path: str | Path) -> pl.DataFrame:
         for lineno, _ in iter_records(path):
             n += 1
             if n == row:
-                raise DataFormatError(f"'{df['date'][row]}' is not a date", path=path, line=lineno, field="date")
+                raise DataFormatError(
+                    f"'{df['date'][row]}' is not a date", path=path, line=lineno, field="date"
+                )
     ts = (parsed.dt.epoch("us").cast(pl.Float64) / 1e6).alias("timestamp")
     return df.with_columns(ts).drop("date")
 
