@@ -78,6 +78,7 @@ def test_parquet(tmp_path: Path) -> None:
     ).with_columns(score=pl.Series([5.0, 3.5, None])).write_parquet(path)
     _check(read_table(path, **MAPPING))
     assert read_frame(path).schema == {
+        "_line": pl.UInt32,  # row number, for error messages
         "uid": pl.String,
         "iid": pl.String,
         "ts": pl.String,
@@ -299,3 +300,16 @@ def test_truncated_gzip(tmp_path: Path) -> None:
         read_table(path, user="u", item="i", timestamp="t")
     assert ei.value.path == str(path)
     assert "gzip" in ei.value.reason
+
+
+def test_blank_lines_are_skipped_and_later_errors_keep_true_line_numbers(tmp_path) -> None:
+    path = tmp_path / "blank.csv"
+    path.write_text("u,i,r\na,x,1\n\nb,y,2\n\n")
+    raw = read_table(path, user="u", item="i", rating="r")
+    assert raw.interactions["user_id"].to_list() == ["a", "b"]
+    assert raw.interactions["rating"].to_list() == [1.0, 2.0]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("u,i,r\na,x,1\n\n\nb,y,lots\n")
+    with pytest.raises(DataFormatError) as exc:
+        read_table(bad, user="u", item="i", rating="r")
+    assert exc.value.line == 5 and exc.value.field == "r"

@@ -23,8 +23,15 @@ def _is_parquet(path: Path) -> bool:
         return fh.read(4) == b"PAR1"
 
 
+LINE = "_line"  # column holding each row's 1-based line in the file (Parquet: row number)
+
+
 def read_frame(path: str | Path, sep: str | None = None, has_header: bool = True) -> pl.DataFrame:
-    """Read a CSV/TSV (optionally gzipped) or Parquet file with every column as a string."""
+    """Read a CSV/TSV (optionally gzipped) or Parquet file with every column as a string.
+
+    Blank lines are skipped; the `_line` column keeps each remaining row's line number so errors
+    found later still point at the right line.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataFormatError("file not found", path=path)
@@ -35,7 +42,7 @@ def read_frame(path: str | Path, sep: str | None = None, has_header: bool = True
             df = pl.read_parquet(path)
         except Exception as exc:  # pyarrow/polars raise many types for corrupt files
             raise DataFormatError(f"cannot read Parquet ({exc})", path=path) from exc
-        return df.with_columns(pl.all().cast(pl.String))
+        return df.with_columns(pl.all().cast(pl.String)).with_row_index(LINE, offset=1)
     separator = _separator(path, sep)
     raw = read_bytes(path)
     try:
@@ -58,11 +65,12 @@ def read_frame(path: str | Path, sep: str | None = None, has_header: bool = True
         raise DataFormatError(f"cannot parse ({exc})", path=path) from exc
     if not has_header:
         df = df.rename({c: str(i) for i, c in enumerate(df.columns)})
-    return df
+    blank = df.select(pl.all_horizontal(pl.all().is_null() | (pl.all().str.strip_chars() == "")))
+    return df.with_row_index(LINE, offset=2 if has_header else 1).filter(~blank.to_series())
 
 
 def _timestamp(
-    col: pl.Series, fmt: str | None, path: Path, field: str, has_header: bool
+    col: pl.Series, fmt: str | None, path: Path, field: str, lines: pl.Series
 ) -> pl.Series:
     """Numbers stay numbers; date strings are parsed (with `fmt` or ISO) into unix seconds."""
     numeric = col.cast(pl.Float64, strict=False)
@@ -83,7 +91,7 @@ def _timestamp(
         raise DataFormatError(
             f"'{col[row]}' is neither a number nor a date{f' in format {fmt}' if fmt else ''}",
             path=path,
-            line=row + (2 if has_header else 1),
+            line=int(lines[row]),
             field=field,
         )
     return (parsed.dt.epoch("us").cast(pl.Float64) / 1e6).alias(col.name)
@@ -92,7 +100,7 @@ def _timestamp(
 def _column(df: pl.DataFrame, name: str, path: Path, role: str) -> None:
     if name not in df.columns:
         raise DataFormatError(
-            f"{role} column not found (columns: {', '.join(df.columns)})",
+            f"{role} column not found (columns: {', '.join(c for c in df.columns if c != LINE)})",
             path=path,
             line=1,
             field=name,
@@ -122,7 +130,7 @@ def read_table(
     cols = {"user_id": df[user], "item_id": df[item]}
     if timestamp is not None:
         _column(df, timestamp, path, "timestamp")
-        cols["timestamp"] = _timestamp(df[timestamp], timestamp_format, path, timestamp, has_header)
+        cols["timestamp"] = _timestamp(df[timestamp], timestamp_format, path, timestamp, df[LINE])
     if rating is not None:
         _column(df, rating, path, "rating")
         r = df[rating].cast(pl.Float64, strict=False)
@@ -132,7 +140,7 @@ def read_table(
             raise DataFormatError(
                 f"'{df[rating][row]}' is not a number",
                 path=path,
-                line=row + (2 if has_header else 1),
+                line=int(df[LINE][row]),
                 field=rating,
             )
         cols["rating"] = r
@@ -140,7 +148,7 @@ def read_table(
         if s.null_count():
             row = int(s.is_null().arg_true()[0])
             raise DataFormatError(
-                f"empty {role} id", path=path, line=row + (2 if has_header else 1), field=s.name
+                f"empty {role} id", path=path, line=int(df[LINE][row]), field=s.name
             )
     interactions = pl.DataFrame({k: v.alias(k) for k, v in cols.items()})
     items = None
@@ -150,7 +158,11 @@ def read_table(
         idf = read_frame(ipath, sep=items_sep)
         key = items_item or item
         _column(idf, key, ipath, "item")
-        fields = items_fields if items_fields is not None else [c for c in idf.columns if c != key]
+        fields = (
+            items_fields
+            if items_fields is not None
+            else [c for c in idf.columns if c not in (key, LINE)]
+        )
         for f in fields:
             _column(idf, f, ipath, "item text")
         items = idf.select([pl.col(key).alias("item_id"), *[pl.col(f) for f in fields if f != key]])
