@@ -191,29 +191,12 @@ def read_recbole(
                 )
             interactions = interactions.with_columns(number.alias(dst))
 
-    items = None
     item_path = _find(base, name, ".item")
-    if item_path is not None:
-        items = read_atomic(item_path)
-        if item_field not in items.columns:
-            raise DataFormatError(
-                "missing item id column", path=item_path, line=1, field=item_field
-            )
-        items = items.rename({item_field: "item_id"}).unique(
-            "item_id", keep="first", maintain_order=True
-        )
+    items = _read_side_table(item_path, item_field, "item_id") if item_path else None
+    if items is not None:
         items = items.with_columns(pl.exclude("item_id").cast(pl.String))
-    users = None
     user_path = _find(base, name, ".user")
-    if user_path is not None:
-        users = read_atomic(user_path)
-        if user_field not in users.columns:
-            raise DataFormatError(
-                "missing user id column", path=user_path, line=1, field=user_field
-            )
-        users = users.rename({user_field: "user_id"}).unique(
-            "user_id", keep="first", maintain_order=True
-        )
+    users = _read_side_table(user_path, user_field, "user_id") if user_path else None
     return RawData(
         interactions=interactions,
         items=items,
@@ -224,6 +207,16 @@ def read_recbole(
         },
         default_template="fields",
     )
+
+
+def _read_side_table(path: Path, id_field: str, id_name: str) -> pl.DataFrame:
+    """An `.item` / `.user` file keyed by `id_name`; the first row of a repeated id wins."""
+    df = read_atomic(path)
+    if id_field not in df.columns:
+        raise DataFormatError(
+            f"missing {id_name[:-3]} id column", path=path, line=1, field=id_field
+        )
+    return df.rename({id_field: id_name}).unique(id_name, keep="first", maintain_order=True)
 
 
 def write_atomic(path: str | Path, df: pl.DataFrame, types: Mapping[str, str]) -> None:
