@@ -104,6 +104,7 @@ def save(
         }
         atomic_write_json(tmp / MANIFEST, manifest)
     ds.manifest = manifest
+    ds.path = out_dir
     return out_dir
 
 
@@ -163,6 +164,7 @@ def load(path: str | Path, *, verify: bool = True) -> Dataset:
         codes=codes,
         code_source=(manifest.get("codes") or {}).get("source"),
         manifest=manifest,
+        path=path,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ class Dataset:
     codes: np.ndarray | None = None  # int64 [n_items + 1, L]; row 0 is -1 (padding)
     code_source: str | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None  # the prepared folder it was loaded from / saved to (for side files)
 
     # ---- sizes -------------------------------------------------------------------------------
     @property
