@@ -1,7 +1,7 @@
-"""The main job on the embedded default dataset: generate -> prepare -> describe.
+"""The main job on the embedded default dataset: generate -> prepare -> describe -> train -> evaluate.
 
-Later stages (embed, tokenize, train, evaluate) extend this same entry point; it is what the
-README's first command runs on a fresh machine.
+Later stages (embed, tokenize, H2Rec) extend this same entry point; it is what the README's first
+command runs on a fresh machine.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ class PipelineConfig(BaseModel):
     synth: SynthConfig = Field(default_factory=SynthConfig)  # the synthetic catalogue
     data: str = "data/synth"  # prepare config: built-in name or YAML path
     data_overrides: list[str] = Field(default_factory=list)  # key=value for the prepare config
+    train: str | None = "train/sasrec-synth"  # training config (null: stop after the statistics)
+    train_overrides: list[str] = Field(default_factory=list)  # key=value for the training config
 
 
 def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> dict[str, Any]:
@@ -45,4 +47,18 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> dict[str, Any]:
     atomic_write_json(out / "stats.json", stats)
     png = plot_popularity(ds, out / "popularity.png")
     atomic_write_text(work / "pipeline.yaml", dump_yaml(cfg))
-    return {"raw": str(raw_dir), "prepared": str(out), "stats": stats, "popularity_png": str(png)}
+    result: dict[str, Any] = {
+        "raw": str(raw_dir),
+        "prepared": str(out),
+        "stats": stats,
+        "popularity_png": str(png),
+    }
+    if cfg.train is not None:
+        from h2rec.training import TrainConfig, Trainer
+
+        train_dict = apply_overrides(
+            read_yaml(cfg.train), [f"data={out}", f"runs_dir={work / 'runs'}", *cfg.train_overrides]
+        )
+        train_cfg = validate(TrainConfig, expand_env(train_dict), source=cfg.train)
+        result["train"] = Trainer(train_cfg, ds).fit(overwrite=True)
+    return result

@@ -23,7 +23,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
+# Piped output (CI logs, files) gets a wide console so result tables are not truncated.
+console = Console() if sys.stdout.isatty() else Console(width=200)
 err_console = Console(stderr=True)
 
 Overrides = Annotated[
@@ -154,6 +155,71 @@ def stats(
 
 
 @app.command()
+def train(
+    config: Annotated[
+        str,
+        typer.Argument(
+            help="training config: YAML file or built-in name (train/sasrec-synth, ...)"
+        ),
+    ],
+    overrides: Overrides = None,
+    resume: Annotated[bool, typer.Option(help="continue the run from its last checkpoint")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="discard an existing run of the same name")
+    ] = False,
+) -> None:
+    """Train a model; writes a run folder (config, checkpoints, metrics, results)."""
+    from h2rec.config import load_config
+    from h2rec.evaluation import render_results
+    from h2rec.training import TrainConfig, Trainer
+
+    cfg = _run(load_config, TrainConfig, config, overrides or [])
+    trainer = _run(Trainer, cfg)
+    out = _run(trainer.fit, resume=resume, overwrite=overwrite)
+    s = out["summary"]
+    console.print(
+        f"run {s['run']}: {s['epochs_run']} epochs, best epoch {s['best_epoch']}, "
+        f"{s['train_seconds']:.0f} s training on {s['device']}"
+    )
+    for res in out["results"].values():  # one table per protocol: never mix sampled and full
+        for table in render_results([res]):
+            console.print(table)
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder written by h2rec train")],
+    protocol: Annotated[
+        str, typer.Option(help="comma-separated: full, uniN, popN")
+    ] = "full,uni100",
+    split: Annotated[str, typer.Option(help="valid or test")] = "test",
+    tie: Annotated[str | None, typer.Option(help="pessimistic, optimistic, mean or random")] = None,
+    exclude_history: Annotated[
+        bool | None, typer.Option(help="full ranking: drop the user's own items")
+    ] = None,
+) -> None:
+    """Re-evaluate a trained run's best weights under one or more protocols."""
+    from h2rec.evaluation import render_results
+    from h2rec.training import load_run
+
+    cfg, trainer = _run(load_run, run_dir)
+    updates = {
+        k: v for k, v in {"tie": tie, "exclude_history": exclude_history}.items() if v is not None
+    }
+    if updates:
+        trainer.cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update=updates)})
+    results = []
+    for p in [x.strip() for x in protocol.split(",") if x.strip()]:
+        res = _run(trainer.evaluate, split, p)
+        suffix = "".join(f"-{k}={v}" for k, v in sorted(updates.items()))
+        res.save(Path(run_dir) / "results" / f"{split}-{p}{suffix}.json")
+        results.append(res)
+    for res in results:
+        for table in render_results([res]):
+            console.print(table)
+
+
+@app.command()
 def pipeline(
     overrides: Overrides = None,
     config: Annotated[
@@ -161,7 +227,7 @@ def pipeline(
     ] = "pipeline/default",
     force: Annotated[bool, typer.Option(help="rebuild every stage")] = False,
 ) -> None:
-    """The main job on the embedded default: generate the synthetic data, prepare it, describe it."""
+    """The main job on the embedded default: synthetic data -> prepare -> stats -> train -> evaluate."""
     from h2rec.cli.render import stats_table
     from h2rec.config import load_config
     from h2rec.pipeline import PipelineConfig, run_pipeline
@@ -172,6 +238,17 @@ def pipeline(
     console.print(f"prepared dataset   -> {result['prepared']}")
     console.print(stats_table(result["stats"]))
     console.print(f"popularity curve   -> {result['popularity_png']}")
+    if result.get("train"):
+        from h2rec.evaluation import render_results
+
+        s = result["train"]["summary"]
+        console.print(
+            f"trained {s['model']} -> {s['run']} ({s['epochs_run']} epochs, best {s['best_epoch']}, "
+            f"{s['train_seconds']:.0f} s)"
+        )
+        for res in result["train"]["results"].values():
+            for table in render_results([res]):
+                console.print(table)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,7 +16,7 @@ LLMESR_GROUP_BOUNDARIES = (10, 30, 60, 100)
 def head_mask(popularity: np.ndarray, head_fraction: float = 0.2) -> np.ndarray:
     """Boolean mask over internal ids (index 0 = padding, never head) of the top items."""
     counts = np.asarray(popularity)[1:]
-    n_head = math.ceil(head_fraction * len(counts))
+    n_head = math.ceil(round(head_fraction * len(counts), 9))  # 0.55 * 100 is 55.000000000000014
     order = np.lexsort((np.arange(len(counts)), -counts))  # by count desc, then id asc
     mask = np.zeros(len(counts) + 1, dtype=bool)
     mask[order[:n_head] + 1] = True

@@ -1,0 +1,342 @@
+"""One evaluator for every model: a score function in, stamped metrics and breakdowns out.
+
+The evaluator knows a model only through ``score_fn(histories, candidates)``:
+
+- ``histories``: LongTensor [B, max_len], the last max_len items before the target, left-padded
+  with 0;
+- ``candidates``: None for full ranking, where the function returns scores [B, n_items + 1]
+  for every item (column 0 = padding, ignored); or a LongTensor [B, 1 + N] of item ids with the
+  target in column 0 for sampled protocols, where it returns scores [B, 1 + N] for those ids.
+
+The caller puts its model in eval mode; the evaluator runs ``score_fn`` under ``torch.no_grad()``
+in batches. Ranks do not depend on the batch size (random tie breaks are drawn once per user).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+
+import h2rec
+from h2rec.data.dataset import Dataset
+from h2rec.data.popularity import LLMESR_GROUP_BOUNDARIES
+from h2rec.evaluation.breakdowns import GroupSpec, PopularitySource, item_popularity, user_groups
+from h2rec.evaluation.candidates import load_or_draw_negatives, negatives_hash, parse_protocol
+from h2rec.evaluation.examples import build_examples, check_split, padded_full_histories
+from h2rec.evaluation.metrics import check_ks, compute_metrics
+from h2rec.evaluation.ranking import check_tie, rank_full, rank_sampled
+from h2rec.evaluation.stamp import ProtocolStamp, config_hash
+from h2rec.io import atomic_write_bytes, atomic_write_json
+
+ScoreFn = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+RESULT_FORMAT = "h2rec-eval-result-v1"
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    n_users: int
+    metrics: dict[str, float]  # NaN when the group is empty
+
+
+@dataclass(eq=False)
+class EvalResult:
+    """Stamped metrics of one model; per-user ranks are kept (and saved) for paired tests."""
+
+    stamp: ProtocolStamp
+    overall: dict[str, float]  # metrics over all evaluated users
+    groups: dict[str, GroupResult]
+    ranks: np.ndarray  # float64 [n_users], 0-based, aligned with `users`
+    users: np.ndarray  # int64 [n_users], internal user ids
+    group_info: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (NaN -> null); ranks and users are saved separately."""
+        return {
+            "format": RESULT_FORMAT,
+            "stamp": self.stamp.model_dump(mode="json"),
+            "overall": _nan_to_none(self.overall),
+            "groups": {
+                name: {"n_users": g.n_users, "metrics": _nan_to_none(g.metrics)}
+                for name, g in self.groups.items()
+            },
+            "group_info": self.group_info,
+            "seconds": self.seconds,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False)
+
+    def save(self, path: str | Path) -> Path:
+        """Write `<path>` (JSON) plus `<stem>.ranks.npy` and `<stem>.users.npy`, each atomically.
+
+        The JSON is written last and records the SHA-256 of both arrays, so `load` detects a
+        JSON that does not belong to the arrays next to it.
+        """
+        path = Path(path)
+        blobs = {
+            "ranks": _npy_bytes(self.ranks.astype(np.float64)),
+            "users": _npy_bytes(self.users.astype(np.int64)),
+        }
+        files = {}
+        for name, data in blobs.items():
+            target = _side_path(path, name)
+            atomic_write_bytes(target, data)
+            files[name] = {"file": target.name, "sha256": _sha256(data)}
+        atomic_write_json(path, {**self.to_dict(), "files": files})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> EvalResult:
+        path = Path(path)
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") != RESULT_FORMAT:
+            raise ValueError(f"{path}: not an h2rec evaluation result ({data.get('format')!r})")
+        arrays = {}
+        for name in ("ranks", "users"):
+            side = path.parent / data["files"][name]["file"]
+            raw = side.read_bytes()
+            if _sha256(raw) != data["files"][name]["sha256"]:
+                raise ValueError(
+                    f"{side}: does not match {path.name} (modified or from another run)"
+                )
+            arrays[name] = np.load(side, allow_pickle=False)
+        return cls(
+            stamp=ProtocolStamp.model_validate(data["stamp"]),
+            overall=_none_to_nan(data["overall"]),
+            groups={
+                name: GroupResult(n_users=int(g["n_users"]), metrics=_none_to_nan(g["metrics"]))
+                for name, g in data["groups"].items()
+            },
+            ranks=arrays["ranks"],
+            users=arrays["users"],
+            group_info=data.get("group_info", {}),
+            seconds=float(data.get("seconds", 0.0)),
+        )
+
+
+def _nan_to_none(d: dict[str, float]) -> dict[str, float | None]:
+    return {k: (None if math.isnan(v) else v) for k, v in d.items()}
+
+
+def _none_to_nan(d: dict[str, float | None]) -> dict[str, float]:
+    return {k: (float("nan") if v is None else float(v)) for k, v in d.items()}
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _side_path(path: Path, name: str) -> Path:
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    return path.with_name(f"{stem}.{name}.npy")
+
+
+class Evaluator:
+    """Evaluates any model, given as a score function, under one explicit, stamped protocol.
+
+    Examples, candidate negatives and user groups are built once here and shared by every
+    `evaluate` call, so all models see exactly the same users, targets and candidates.
+
+    Options beyond the protocol basics: ``min_history`` (default 1) skips users with fewer earlier
+    items, i.e. cold-start users under a temporal split (never happens with leave-one-out);
+    ``tie_seed`` seeds tie='random'; ``popularity`` ('train' or 'all') is the item popularity the
+    head/tail and popularity groups use; ``short_threshold`` (default: median history length)
+    splits short/long users; ``exclude_history`` removes every earlier item of the user (whole
+    history, not only the max_len window) from full ranking, never the target itself; for
+    sampled protocols it changes nothing, as negatives never include the user's items.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        split: str = "test",
+        protocol: str = "full",
+        ks: Sequence[int] = (5, 10, 20),
+        tie: str = "pessimistic",
+        exclude_history: bool = False,
+        negatives_seed: int = 0,
+        max_len: int = 50,
+        batch_size: int = 1024,
+        head_fraction: float = 0.2,
+        head_threshold: int | None = None,
+        popularity: PopularitySource = "train",
+        boundaries: tuple[int, ...] = LLMESR_GROUP_BOUNDARIES,
+        short_threshold: float | None = None,
+        min_history: int = 1,
+        tie_seed: int = 0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        check_split(split)
+        self.dataset = dataset
+        self.split = split
+        self.protocol = parse_protocol(protocol)
+        self.ks = check_ks(ks)
+        self.tie = check_tie(tie)
+        self.exclude_history = bool(exclude_history)
+        if int(negatives_seed) < 0 or int(tie_seed) < 0:
+            raise ValueError("seeds must be >= 0")
+        self.negatives_seed = int(negatives_seed)
+        self.tie_seed = int(tie_seed)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.max_len = int(max_len)
+        self.min_history = int(min_history)
+        self.device = torch.device(device)
+        self.content_hash = dataset.content_hash()
+
+        self.examples = build_examples(dataset, split, self.max_len, min_history=self.min_history)
+        if len(self.examples) == 0:
+            raise ValueError(
+                f"dataset {dataset.name!r} has no users to evaluate on split {split!r} "
+                f"(min_history={self.min_history})"
+            )
+        self.negatives: np.ndarray | None = None
+        self.negatives_path: Path | None = None
+        self.negatives_hash: str | None = None
+        if self.protocol.sampled:
+            neg = load_or_draw_negatives(
+                dataset, split, self.protocol, self.negatives_seed, content_hash=self.content_hash
+            )
+            self.negatives = neg.for_users(self.examples.users)
+            self.negatives_path = neg.path
+            self.negatives_hash = negatives_hash(self.examples.users, self.negatives)
+
+        self.group_spec = GroupSpec(
+            head_fraction=head_fraction,
+            head_threshold=head_threshold,
+            popularity=popularity,
+            boundaries=tuple(boundaries),
+            short_threshold=short_threshold,
+        )
+        self.popularity = item_popularity(dataset, popularity)
+        self.groups, self.group_info = user_groups(
+            self.examples.targets, self.examples.history_lengths, self.popularity, self.group_spec
+        )
+
+    @property
+    def users(self) -> np.ndarray:
+        return self.examples.users
+
+    @property
+    def n_users(self) -> int:
+        return len(self.examples)
+
+    def candidates(self) -> np.ndarray | None:
+        """[U, 1 + N] candidate ids (target first) for sampled protocols, else None."""
+        if self.negatives is None:
+            return None
+        return np.concatenate([self.examples.targets[:, None], self.negatives], axis=1)
+
+    def stamp(
+        self,
+        model_name: str,
+        model_config: dict[str, Any] | BaseModel | None,
+        train_seed: int | None,
+    ) -> ProtocolStamp:
+        return ProtocolStamp(
+            dataset=self.dataset.name,
+            dataset_hash=self.content_hash,
+            split=self.split,
+            n_users=self.n_users,
+            n_items=self.dataset.n_items,
+            protocol=self.protocol.name,
+            n_negatives=self.protocol.n_negatives,
+            negatives_seed=self.negatives_seed if self.protocol.sampled else None,
+            negatives_hash=self.negatives_hash,
+            tie_policy=self.tie,
+            tie_seed=self.tie_seed if self.tie == "random" else None,
+            exclude_history=self.exclude_history,
+            max_len=self.max_len,
+            min_history=self.min_history,
+            head_rule=self.group_info["head_rule"],
+            popularity=self.group_info["popularity"],
+            short_threshold=self.group_info["short_threshold"],
+            model_name=model_name,
+            model_config_hash=None if model_config is None else config_hash(model_config),
+            train_seed=train_seed,
+            h2rec_version=h2rec.__version__,
+        )
+
+    def ranks(self, score_fn: ScoreFn) -> np.ndarray:
+        """0-based float64 rank of each evaluated user's target (aligned with `users`)."""
+        ex = self.examples
+        n_items = self.dataset.n_items
+        candidates = self.candidates()
+        uniform = None
+        if self.tie == "random":
+            gen = torch.Generator().manual_seed(self.tie_seed)
+            uniform = torch.rand(len(ex), generator=gen, dtype=torch.float64)
+        out = np.empty(len(ex), dtype=np.float64)
+        with torch.no_grad():
+            for lo in range(0, len(ex), self.batch_size):
+                rows = np.arange(lo, min(lo + self.batch_size, len(ex)))
+                # Copies: a score function that writes into its inputs cannot corrupt ours.
+                hist = torch.tensor(ex.histories[rows], dtype=torch.long, device=self.device)
+                u = None if uniform is None else uniform[lo : lo + len(rows)]
+                if candidates is None:
+                    scores = torch.as_tensor(score_fn(hist, None))
+                    if scores.shape != (len(rows), n_items + 1):
+                        raise ValueError(
+                            f"score_fn returned {tuple(scores.shape)} for full ranking; expected "
+                            f"[{len(rows)}, n_items + 1 = {n_items + 1}] (column 0 = padding)"
+                        )
+                    exclude = None
+                    if self.exclude_history:
+                        exclude = torch.from_numpy(padded_full_histories(self.dataset, ex, rows))
+                    targets = torch.from_numpy(ex.targets[rows])
+                    r = rank_full(scores, targets, tie=self.tie, exclude=exclude, tie_uniform=u)
+                else:
+                    cand = torch.tensor(candidates[rows], dtype=torch.long, device=self.device)
+                    scores = torch.as_tensor(score_fn(hist, cand))
+                    if scores.shape != cand.shape:
+                        raise ValueError(
+                            f"score_fn returned {tuple(scores.shape)} for {self.protocol.name}; "
+                            f"expected {tuple(cand.shape)} (one score per candidate, target first)"
+                        )
+                    r = rank_sampled(scores, tie=self.tie, tie_uniform=u)
+                out[rows] = r.cpu().numpy()
+        return out
+
+    def evaluate(
+        self,
+        score_fn: ScoreFn,
+        *,
+        model_name: str,
+        model_config: dict[str, Any] | BaseModel | None = None,
+        train_seed: int | None = None,
+    ) -> EvalResult:
+        """Rank every evaluated user's target and report overall and per-group metrics."""
+        start = time.perf_counter()
+        ranks = self.ranks(score_fn)
+        return EvalResult(
+            stamp=self.stamp(model_name, model_config, train_seed),
+            overall=compute_metrics(ranks, self.ks),
+            groups={
+                name: GroupResult(int(mask.sum()), compute_metrics(ranks[mask], self.ks))
+                for name, mask in self.groups.items()
+            },
+            ranks=ranks,
+            users=self.users.copy(),
+            group_info=dict(self.group_info),
+            seconds=time.perf_counter() - start,
+        )

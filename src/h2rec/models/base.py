@@ -1,0 +1,135 @@
+"""The interface every model offers to the trainer, the objectives and the evaluator.
+
+Conventions: item ids 1..n_items, 0 = padding; sequences are LongTensor `[B, L]` LEFT-padded
+(real items at the end); L <= max_len. The evaluator sees only `score(seqs, candidates)`; the
+objectives use `hidden`, `score_all` and `score_items`. Nothing here switches train/eval mode or
+disables autograd: callers do (`model.eval()` + `torch.no_grad()` to evaluate).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from h2rec.models.parts.items import ItemRepresentation
+from h2rec.models.parts.scorers import DotScorer, dot_all, dot_items
+
+
+class SequentialModel(nn.Module):
+    """Base class: a sequence of item ids -> scores over the catalogue.
+
+    Subclasses implement `hidden`, `item_weights` (and `item_bias`, `user_repr` where they differ)
+    and, if the user vector is transformed before the dot product, `score_all`/`score_items`.
+    """
+
+    name: str = "base"
+    trainable: bool = True
+    """False for models with nothing to optimise (MostPop); the trainer then skips training."""
+
+    def __init__(self, n_items: int, max_len: int) -> None:
+        super().__init__()
+        self.n_items = n_items
+        self.max_len = max_len
+
+    # -- representations -------------------------------------------------------------------
+    def hidden(self, seqs: Tensor) -> Tensor:
+        """`[B, L]` -> `[B, L, d]`: the encoder output at every slot (padding slots are zero)."""
+        raise NotImplementedError
+
+    def user_repr(self, seqs: Tensor) -> Tensor:
+        """`[B, L]` -> `[B, d]`: the vector that predicts the item AFTER the sequence (last slot)."""
+        return self.hidden(seqs)[:, -1]
+
+    def item_weights(self) -> Tensor:
+        """`[n_items + 1, d]` output item table (row 0 = padding, never recommended)."""
+        raise NotImplementedError
+
+    def item_bias(self) -> Tensor | None:
+        """`[n_items + 1]` per-item output bias, or None."""
+        return None
+
+    # -- scoring ---------------------------------------------------------------------------
+    def score_all(self, user: Tensor) -> Tensor:
+        """`user [N, d]` -> `[N, n_items + 1]` float32 logits (computed in float32 even under
+        autocast, see `parts.scorers`); column 0 is NOT masked here."""
+        logits = dot_all(user, self.item_weights())
+        bias = self.item_bias()
+        if bias is not None:
+            logits = logits + bias.float()
+        return logits
+
+    def score_items(self, user: Tensor, items: Tensor) -> Tensor:
+        """`user [N, d]`, `items [N, k]` -> `[N, k]` float32 logits."""
+        logits = dot_items(user, self.item_weights()[items])
+        bias = self.item_bias()
+        if bias is not None:
+            logits = logits + bias[items].float()
+        return logits
+
+    def score(self, seqs: Tensor, candidates: Tensor | None = None) -> Tensor:
+        """The evaluator's score_fn.
+
+        `candidates=None`: `[B, n_items + 1]` with column 0 (padding) = -inf.
+        `candidates [B, C]`: `[B, C]`, equal to gathering those ids from the full scores
+        (a candidate id 0 scores -inf too). Always float32.
+        """
+        user = self.user_repr(seqs)
+        if candidates is None:
+            logits = self.score_all(user)
+            return logits.index_fill(
+                1, torch.zeros(1, dtype=torch.long, device=logits.device), -math.inf
+            )
+        logits = self.score_items(user, candidates)
+        return logits.masked_fill(candidates == 0, -math.inf)
+
+
+class ComposedModel(SequentialModel):
+    """item representation -> (optional sqrt(d) scaling) -> sequence encoder -> dot scorer.
+
+    The baselines are instances of this class with different parts; a new model usually needs
+    only a new part (e.g. an SID item representation) and a registered factory.
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        max_len: int,
+        items: ItemRepresentation,
+        encoder: nn.Module,
+        scorer: DotScorer,
+        scale_embeddings: bool = False,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(n_items, max_len)
+        if not isinstance(items, nn.Module):
+            raise TypeError("the item representation must be an nn.Module")
+        self.items = items
+        self.encoder = encoder
+        self.scorer = scorer
+        self.scale_embeddings = scale_embeddings
+        self.embedding_scale = math.sqrt(items.dim) if scale_embeddings else 1.0
+        if name is not None:
+            self.name = name
+
+    def input_embeddings(self, seqs: Tensor) -> Tensor:
+        emb = self.items.embed(seqs)
+        return emb * self.embedding_scale if self.scale_embeddings else emb
+
+    def hidden(self, seqs: Tensor) -> Tensor:
+        if seqs.dim() != 2:
+            raise ValueError(f"expected item sequences [B, L], got shape {tuple(seqs.shape)}")
+        return self.encoder(self.input_embeddings(seqs), seqs != 0)
+
+    def item_weights(self) -> Tensor:
+        return self.items.weight_for_scoring()
+
+    def item_bias(self) -> Tensor | None:
+        return self.scorer.bias
+
+    def score_all(self, user: Tensor) -> Tensor:
+        return self.scorer.score_all(user, self.item_weights(), self.item_bias())
+
+    def score_items(self, user: Tensor, items: Tensor) -> Tensor:
+        return self.scorer.score_items(user, self.item_weights(), self.item_bias(), items)

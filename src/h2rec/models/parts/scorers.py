@@ -1,0 +1,62 @@
+"""Scorers: user vectors x item table -> logits.
+
+Output embeddings are tied to the input table (the item representation's `weight_for_scoring`).
+The final dot products run in float32 with autocast disabled, and logits are float32: with bf16's
+8-bit mantissa, close scores collapse into ties, which changes ranks (and pessimistic tie-breaking
+then penalises every tied target). The cost is one [N, d] x [d, n_items] product per batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def dot_all(user: Tensor, weights: Tensor) -> Tensor:
+    """`[N, d] x [M, d] -> [N, M]` in float32, outside autocast."""
+    with torch.autocast(device_type=user.device.type, enabled=False):
+        return user.float() @ weights.float().t()
+
+
+def dot_items(user: Tensor, item_vecs: Tensor) -> Tensor:
+    """`[N, d] x [N, k, d] -> [N, k]` in float32, outside autocast."""
+    with torch.autocast(device_type=user.device.type, enabled=False):
+        return torch.einsum("nd,nkd->nk", user.float(), item_vecs.float())
+
+
+class DotScorer(nn.Module):
+    """logit(u, i) = T(u)ᵀ e_i (+ b_i).
+
+    `bias`: a learnable per-item output bias (BERT4Rec's `output_bias`), zero-initialised.
+    `transform`: BERT's masked-LM head T(u) = LN(GELU(W u + c)) applied to the user vector before
+    the dot product (BERT4Rec has it); identity otherwise.
+    """
+
+    def __init__(self, n_items: int, d: int, bias: bool = False, transform: bool = False) -> None:
+        super().__init__()
+        self.n_items = n_items
+        self.bias = nn.Parameter(torch.zeros(n_items + 1)) if bias else None
+        self.transform = (
+            nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.LayerNorm(d, eps=1e-12))
+            if transform
+            else nn.Identity()
+        )
+
+    def project(self, user: Tensor) -> Tensor:
+        return self.transform(user)
+
+    def score_all(self, user: Tensor, weights: Tensor, bias: Tensor | None) -> Tensor:
+        """`user [N, d]`, `weights [n_items + 1, d]` -> `[N, n_items + 1]` float32 (column 0 raw)."""
+        logits = dot_all(self.project(user), weights)
+        if bias is not None:
+            logits = logits + bias.float()
+        return logits
+
+    def score_items(
+        self, user: Tensor, weights: Tensor, bias: Tensor | None, items: Tensor
+    ) -> Tensor:
+        """`user [N, d]`, `items [N, k]` ids -> `[N, k]` float32, without building the full matrix."""
+        logits = dot_items(self.project(user), weights[items])
+        if bias is not None:
+            logits = logits + bias[items].float()
+        return logits

@@ -1,0 +1,114 @@
+"""Models registered by name, each with a pydantic config (extra keys are rejected).
+
+    @register_model("sasrec", config=SASRecConfig)
+    def build_sasrec(n_items: int, cfg: SASRecConfig, popularity: np.ndarray | None) -> SequentialModel
+
+`build_model("sasrec", n_items, hidden_size=64, ...)` validates the keyword config and calls the
+factory. `popularity` (training interaction counts per id, length n_items + 1) is the one
+non-config input: it is data, not a hyperparameter, so it never enters a saved config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from h2rec.config import validate
+from h2rec.errors import ConfigError
+from h2rec.models.base import SequentialModel
+
+
+class ModelConfig(BaseModel):
+    """Base for model configs: unknown keys are errors, so a typo never silently uses a default."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+Factory = Callable[[int, Any, "np.ndarray | None"], SequentialModel]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    config: type[ModelConfig]
+    factory: Factory
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, config: type[ModelConfig]) -> Callable[[Factory], Factory]:
+    """Decorator registering `factory(n_items, cfg, popularity) -> SequentialModel` under `name`."""
+
+    def decorate(factory: Factory) -> Factory:
+        key = name.lower()
+        if key in _REGISTRY and _REGISTRY[key].factory is not factory:
+            raise ValueError(f"model '{name}' is already registered")
+        _REGISTRY[key] = ModelEntry(key, config, factory)
+        return factory
+
+    return decorate
+
+
+def _load_builtin() -> None:
+    # The baselines register themselves on import; importing here makes `build_model` work even
+    # when only this module was imported.
+    import h2rec.models.baselines  # noqa: F401
+
+
+def _entry(name: str) -> ModelEntry:
+    _load_builtin()
+    key = name.lower()
+    if key not in _REGISTRY:
+        raise ConfigError(f"unknown model '{name}'; known models: {', '.join(list_models())}")
+    return _REGISTRY[key]
+
+
+def list_models() -> list[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def model_config_class(name: str) -> type[ModelConfig]:
+    return _entry(name).config
+
+
+def parse_model_config(
+    name: str, config: Mapping[str, Any] | ModelConfig | None = None
+) -> ModelConfig:
+    """Validate a config mapping for model `name` (defaults filled in, unknown keys rejected)."""
+    entry = _entry(name)
+    if isinstance(config, entry.config):
+        return config
+    if isinstance(config, BaseModel):
+        config = config.model_dump()
+    return validate(entry.config, dict(config or {}), source=f"model '{name}'")
+
+
+def build_model(
+    name: str,
+    n_items: int,
+    *,
+    popularity: np.ndarray | None = None,
+    **config: Any,
+) -> SequentialModel:
+    """Build model `name` for a catalogue of `n_items` items from keyword config values.
+
+    `popularity`: training counts per item id (length n_items + 1, index 0 = padding), needed by
+    "mostpop" and ignored by models that do not use it.
+    """
+    entry = _entry(name)
+    cfg = parse_model_config(name, config)
+    if n_items < 1:
+        raise ConfigError(f"n_items must be >= 1, got {n_items}")
+    if popularity is not None:
+        popularity = np.asarray(popularity)
+        if popularity.shape != (n_items + 1,):
+            raise ConfigError(
+                f"popularity must have length n_items + 1 = {n_items + 1}, got shape {popularity.shape}"
+            )
+    return entry.factory(n_items, cfg, popularity)

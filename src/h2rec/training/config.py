@@ -1,0 +1,77 @@
+"""Configuration of `h2rec train`: data, model, objective, optimisation and evaluation."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSection(BaseModel):
+    """`name` picks a registered model; every other key is that model's own config."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = "sasrec"
+
+    def params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if k != "name"}
+
+
+class ObjectiveSection(_Strict):
+    kind: Literal["auto", "next_item", "cloze"] = "auto"  # auto: cloze for bert4rec, else next_item
+    loss: Literal["bce", "bpr", "ce", "sampled_softmax", "gbce"] = "ce"
+    num_negatives: int = Field(1, ge=0)  # sampled losses; ce uses all items
+    negatives_exclude: Literal["none", "positive", "history"] = (
+        "history"  # what a negative may not be
+    )
+    gbce_t: float = Field(0.75, ge=0, le=1)  # gSASRec calibration
+    logq: bool = False  # sampled softmax: subtract log q(item) (uniform q makes it a constant)
+    positions: Literal["all", "last"] = "all"  # next-item target at every step, or last only
+    mask_ratio: float = Field(0.2, gt=0, lt=1)  # cloze (BERT4Rec)
+
+
+class OptimSection(_Strict):
+    optimizer: Literal["adam", "adamw"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.98)
+    scheduler: Literal["none", "cosine", "linear"] = "none"  # over all planned steps
+    warmup_steps: int = Field(0, ge=0)
+    grad_clip: float | None = 5.0  # max global grad norm (null: off)
+
+
+class EvalSection(_Strict):
+    valid_protocol: str = "full"  # protocol for model selection during training
+    metric: str = "NDCG@10"  # validation metric to maximise
+    patience: int = Field(10, ge=1)  # epochs without improvement before stopping
+    every: int = Field(1, ge=1)  # validate every N epochs
+    test_protocols: list[str] = Field(default_factory=lambda: ["full", "uni100"])
+    ks: list[int] = Field(default_factory=lambda: [5, 10, 20])
+    tie: Literal["pessimistic", "optimistic", "mean", "random"] = "pessimistic"
+    exclude_history: bool = False
+    negatives_seed: int = 0  # sampled protocols: the stored candidate draw
+    batch_size: int = Field(1024, gt=0)
+
+
+class TrainConfig(_Strict):
+    name: str  # run name; the run folder is <runs_dir>/<name>
+    data: str  # prepared dataset folder
+    runs_dir: str = "runs"
+    model: ModelSection = Field(default_factory=ModelSection)
+    objective: ObjectiveSection = Field(default_factory=ObjectiveSection)
+    optim: OptimSection = Field(default_factory=OptimSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
+    seed: int = 42
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(256, gt=0)
+    max_len: int = Field(50, gt=0)  # most recent items fed to the model
+    device: str = "auto"  # auto: cuda when available, else cpu
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    threads: int | None = None  # torch CPU threads (null: torch default)
+    deterministic: bool = False  # torch.use_deterministic_algorithms
+    tensorboard: bool = False  # also log to <run>/tensorboard (needs the tensorboard package)
+    checkpoint_every: int = Field(1, ge=1)  # epochs between resumable checkpoints

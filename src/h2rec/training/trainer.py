@@ -1,0 +1,413 @@
+"""One trainer for every model: epochs, validation-based early stopping, checkpoints, test.
+
+A run folder holds the resolved config, the dataset stamp, `metrics.jsonl` (one line per epoch),
+resumable checkpoints, the best weights and the test results. A run interrupted at any point and
+resumed from its last checkpoint ends with the same weights and metrics as an uninterrupted one:
+batch order and negatives are functions of (seed, epoch, step), and the torch RNG, optimizer and
+scheduler states are restored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from h2rec.config import dump_yaml
+from h2rec.data import Dataset, load_dataset
+from h2rec.errors import ConfigError, H2RecError
+from h2rec.evaluation import EvalResult, Evaluator, config_hash
+from h2rec.io import atomic_write_json, atomic_write_text
+from h2rec.models import ClozeObjective, LossConfig, NextItemObjective, build_model
+from h2rec.progress import progress_enabled
+from h2rec.training.batching import BatchIterator, TrainSequences
+from h2rec.training.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
+from h2rec.training.config import ObjectiveSection, TrainConfig
+from h2rec.training.seeding import seed_everything
+
+log = logging.getLogger("h2rec")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_objective(
+    cfg: ObjectiveSection, model_name: str, n_items: int
+) -> NextItemObjective | ClozeObjective:
+    """The training objective named by the config; `auto` is cloze for BERT4Rec, next-item otherwise."""
+    kind = (
+        cfg.kind if cfg.kind != "auto" else ("cloze" if model_name == "bert4rec" else "next_item")
+    )
+    loss = LossConfig(
+        name=cfg.loss, num_negatives=cfg.num_negatives, gbce_t=cfg.gbce_t, logq=cfg.logq
+    )
+    if kind == "cloze":
+        return ClozeObjective(mask_ratio=cfg.mask_ratio, loss=loss)
+    obj = NextItemObjective(loss, positions=cfg.positions)
+    if cfg.logq:  # our negatives are uniform over the catalogue: q = 1 / n_items
+        obj.set_log_q(torch.full((n_items + 1,), -math.log(n_items)))
+    return obj
+
+
+class RunExistsError(H2RecError):
+    """A run folder with a checkpoint exists and neither resume nor overwrite was asked for."""
+
+
+class Trainer:
+    """Train `cfg.model` on `cfg.data` with `cfg.objective`; evaluate with the one evaluator."""
+
+    def __init__(self, cfg: TrainConfig, dataset: Dataset | None = None) -> None:
+        self.cfg = cfg
+        self.ds = dataset if dataset is not None else load_dataset(cfg.data)
+        self.run_dir = Path(cfg.runs_dir) / cfg.name
+        self.device = resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        seed_everything(cfg.seed, deterministic=cfg.deterministic)
+        params = cfg.model.params()
+        params.setdefault("max_len", cfg.max_len)
+        self.model = build_model(
+            cfg.model.name,
+            self.ds.n_items,
+            popularity=self.ds.item_popularity("train"),
+            **params,
+        ).to(self.device)
+        self.trainable = getattr(self.model, "trainable", True)
+        self.objective = build_objective(cfg.objective, cfg.model.name, self.ds.n_items)
+        self.seqs = TrainSequences(self.ds)
+        self.batches = BatchIterator(
+            self.seqs,
+            batch_size=cfg.batch_size,
+            max_len=cfg.max_len,
+            seed=cfg.seed,
+            kind=self.objective.batch_kind,
+            positions=cfg.objective.positions,
+            num_negatives=self.objective.num_negatives,
+            negatives_exclude=cfg.objective.negatives_exclude,
+        )
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        if self.trainable:
+            self.optimizer = self._optimizer()
+            self.scheduler = self._scheduler(self.optimizer)
+        self.model_config = {
+            "name": cfg.model.name,
+            **params,
+            "objective": cfg.objective.model_dump(),
+        }
+        self.model_hash = config_hash(self.model_config)
+
+    # ---- construction ------------------------------------------------------------------------
+    def _optimizer(self) -> torch.optim.Optimizer:
+        o = self.cfg.optim
+        cls = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
+        return cls(self.model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+
+    def _scheduler(self, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
+        o = self.cfg.optim
+        if o.scheduler == "none" and o.warmup_steps == 0:
+            return None
+        total = max(1, self.cfg.epochs * len(self.batches))
+
+        def factor(step: int) -> float:
+            if step < o.warmup_steps:
+                return (step + 1) / o.warmup_steps
+            if o.scheduler == "none":
+                return 1.0
+            frac = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
+            return 0.5 * (1 + math.cos(math.pi * frac)) if o.scheduler == "cosine" else 1 - frac
+
+        return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+    def evaluator(self, split: str, protocol: str) -> Evaluator:
+        e = self.cfg.eval
+        return Evaluator(
+            self.ds,
+            split=split,
+            protocol=protocol,
+            ks=tuple(e.ks),
+            tie=e.tie,
+            exclude_history=e.exclude_history,
+            negatives_seed=e.negatives_seed,
+            max_len=self.cfg.max_len,
+            batch_size=e.batch_size,
+            device=str(self.device),
+        )
+
+    def _autocast(self):  # type: ignore[no-untyped-def]
+        if self.device.type == "cuda" and self.cfg.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def score_fn(self, histories: torch.Tensor, candidates: torch.Tensor | None) -> torch.Tensor:
+        """What the evaluator sees of the model."""
+        with self._autocast():
+            cand = None if candidates is None else candidates.to(self.device)
+            return self.model.score(histories.to(self.device), cand).float()
+
+    def evaluate(self, split: str, protocol: str) -> EvalResult:
+        self.model.eval()
+        return self.evaluator(split, protocol).evaluate(
+            self.score_fn,
+            model_name=self.cfg.model.name,
+            model_config=self.model_config,
+            train_seed=self.cfg.seed,
+        )
+
+    # ---- run folder --------------------------------------------------------------------------
+    @property
+    def last_ckpt(self) -> Path:
+        return self.run_dir / "checkpoints" / "last"
+
+    def _prepare_run_dir(self, resume: bool, overwrite: bool) -> None:
+        if self.run_dir.exists() and not resume:
+            if not overwrite and (
+                self.last_ckpt.exists() or (self.run_dir / "summary.json").exists()
+            ):
+                raise RunExistsError(
+                    f"{self.run_dir} already holds a run; pass --resume to continue it or "
+                    "--overwrite to start again"
+                )
+            shutil.rmtree(self.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resume and (self.run_dir / "config.yaml").is_file():
+            old = (self.run_dir / "config.yaml").read_text()
+            if old != dump_yaml(self.cfg):
+                raise ConfigError(
+                    f"{self.run_dir}: resuming with a different config than the run's"
+                )
+        atomic_write_text(self.run_dir / "config.yaml", dump_yaml(self.cfg))
+        atomic_write_json(
+            self.run_dir / "dataset.json",
+            {
+                "name": self.ds.name,
+                "path": str(self.ds.path),
+                "content_hash": self.ds.content_hash(),
+            },
+        )
+
+    def _append_metrics(self, row: dict[str, Any]) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    def _truncate_metrics(self, epoch: int) -> None:
+        """On resume, forget epochs logged after the checkpoint (they will be redone)."""
+        path = self.run_dir / "metrics.jsonl"
+        if path.is_file():
+            keep = [
+                ln
+                for ln in path.read_text().splitlines()
+                if ln and json.loads(ln)["epoch"] <= epoch
+            ]
+            atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+    # ---- training ----------------------------------------------------------------------------
+    def fit(
+        self, *, resume: bool = False, overwrite: bool = False, max_epochs: int | None = None
+    ) -> dict[str, Any]:
+        """Train (or resume), select the best epoch on validation, evaluate it on test.
+
+        `max_epochs` stops after that many epochs in this call (to simulate an interruption).
+        """
+        self._prepare_run_dir(resume, overwrite)
+        state: dict[str, Any] = {
+            "epoch": 0,
+            "global_step": 0,
+            "best_metric": None,
+            "best_epoch": None,
+            "bad_epochs": 0,
+            "stopped": False,
+            "train_seconds": 0.0,
+        }
+        if resume and self.last_ckpt.exists():
+            state = load_checkpoint(
+                self.last_ckpt, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler
+            )
+            self._truncate_metrics(state["epoch"])
+            log.info("resumed %s at epoch %d", self.run_dir, state["epoch"])
+        elif resume:
+            log.info("%s has no checkpoint; starting from scratch", self.run_dir)
+
+        if self.trainable:
+            done_here = 0
+            while not state["stopped"] and state["epoch"] < self.cfg.epochs:
+                if max_epochs is not None and done_here >= max_epochs:
+                    return {"interrupted": True, **state}
+                self._train_epoch(state)
+                done_here += 1
+        else:
+            state["stopped"] = True
+        return self._finish(state)
+
+    def _train_epoch(self, state: dict[str, Any]) -> None:
+        cfg, epoch = self.cfg, state["epoch"]
+        self.model.train()
+        t0 = time.perf_counter()
+        total_loss, n_batches, n_seqs, n_targets = 0.0, 0, 0, 0
+        bar = _EpochBar(epoch + 1, cfg.epochs, len(self.batches))
+        with bar:
+            for batch in self.batches.epoch(epoch):
+                batch = batch.to(self.device)
+                with self._autocast():
+                    loss, _ = self.objective(self.model, batch.as_dict())
+                assert self.optimizer is not None
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.optim.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+                self.optimizer.step()
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                state["global_step"] += 1
+                total_loss += float(loss.detach())
+                n_batches += 1
+                n_seqs += batch.inputs.shape[0]
+                n_targets += batch.n_targets
+                bar.advance(total_loss / n_batches, n_seqs / (time.perf_counter() - t0))
+        train_s = time.perf_counter() - t0
+        state["train_seconds"] += train_s
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "loss": total_loss / max(1, n_batches),
+            "train_seconds": train_s,
+            "sequences_per_s": n_seqs / train_s,
+            "targets_per_s": n_targets / train_s,
+            "lr": self.optimizer.param_groups[0]["lr"] if self.optimizer else None,
+        }
+        if (epoch + 1) % cfg.eval.every == 0 or epoch + 1 == cfg.epochs:
+            t1 = time.perf_counter()
+            res = self.evaluate("valid", cfg.eval.valid_protocol)
+            row["valid_seconds"] = time.perf_counter() - t1
+            row["valid"] = res.overall
+            if cfg.eval.metric not in res.overall:
+                raise ConfigError(
+                    f"eval.metric {cfg.eval.metric!r} not among {sorted(res.overall)}"
+                )
+            value = res.overall[cfg.eval.metric]
+            if state["best_metric"] is None or value > state["best_metric"]:
+                state.update(best_metric=value, best_epoch=epoch + 1, bad_epochs=0)
+                save_weights(self.run_dir / "best.safetensors", self.model)
+            else:
+                state["bad_epochs"] += 1
+                if state["bad_epochs"] >= cfg.eval.patience:
+                    state["stopped"] = True
+            log.info(
+                "epoch %d  loss %.4f  valid %s %.4f  (best %.4f @ %d)  %.1fs",
+                epoch + 1,
+                row["loss"],
+                cfg.eval.metric,
+                value,
+                state["best_metric"],
+                state["best_epoch"],
+                train_s,
+            )
+        self._append_metrics(row)
+        state["epoch"] = epoch + 1
+        if (
+            state["epoch"] % cfg.checkpoint_every == 0
+            or state["stopped"]
+            or state["epoch"] == cfg.epochs
+        ):
+            save_checkpoint(
+                self.last_ckpt,
+                model=self.model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                state=state,
+            )
+
+    def _finish(self, state: dict[str, Any]) -> dict[str, Any]:
+        best = self.run_dir / "best.safetensors"
+        if self.trainable and best.is_file():
+            load_weights(best, self.model)
+        results = {}
+        for protocol in self.cfg.eval.test_protocols:
+            res = self.evaluate("test", protocol)
+            res.save(self.run_dir / "results" / f"test-{protocol}.json")
+            results[protocol] = res
+        summary = {
+            "run": str(self.run_dir),
+            "model": self.cfg.model.name,
+            "model_config_hash": self.model_hash,
+            "dataset": self.ds.name,
+            "dataset_content_hash": self.ds.content_hash(),
+            "device": str(self.device),
+            "epochs_run": state["epoch"],
+            "best_epoch": state["best_epoch"],
+            "best_valid": {
+                self.cfg.eval.metric: state["best_metric"],
+                "protocol": self.cfg.eval.valid_protocol,
+            },
+            "train_seconds": state["train_seconds"],
+            "test": {p: r.overall for p, r in results.items()},
+        }
+        atomic_write_json(self.run_dir / "summary.json", summary)
+        return {"summary": summary, "results": results}
+
+
+class _EpochBar:
+    """A rich progress bar with running loss and sequences/s, shown only when enabled."""
+
+    def __init__(self, epoch: int, epochs: int, total: int) -> None:
+        self.enabled = progress_enabled()
+        self.epoch, self.epochs, self.total = epoch, epochs, total
+
+    def __enter__(self) -> _EpochBar:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self.p = Progress(
+                TextColumn(f"epoch {self.epoch}/{self.epochs}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.4f}  {task.fields[speed]:,.0f} seq/s"),
+                TimeElapsedColumn(),
+                transient=True,
+            )
+            self.p.__enter__()
+            self.task = self.p.add_task("train", total=self.total, loss=float("nan"), speed=0.0)
+        return self
+
+    def advance(self, loss: float, speed: float) -> None:
+        if self.enabled:
+            self.p.update(self.task, advance=1, loss=loss, speed=speed)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.p.__exit__(None, None, None)
+
+
+def load_run(run_dir: str | Path) -> tuple[TrainConfig, Trainer]:
+    """Rebuild a trainer from a run folder with its best weights loaded (for re-evaluation)."""
+    from h2rec.config import load_config
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise H2RecError(f"{run_dir}: not a run folder (no config.yaml)")
+    cfg = load_config(TrainConfig, run_dir / "config.yaml")
+    cfg = cfg.model_copy(update={"runs_dir": str(run_dir.parent), "name": run_dir.name})
+    trainer = Trainer(cfg)
+    best = run_dir / "best.safetensors"
+    if trainer.trainable:
+        if not best.is_file():
+            raise H2RecError(
+                f"{run_dir}: no best.safetensors yet (training has not validated once)"
+            )
+        load_weights(best, trainer.model)
+    return cfg, trainer

@@ -1,0 +1,195 @@
+"""Training objectives: which positions are used, masking statistics, equality with manual losses."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from h2rec.models import (
+    ClozeObjective,
+    LossConfig,
+    NextItemObjective,
+    build_model,
+    full_ce,
+    sampled_softmax,
+)
+
+N_ITEMS = 30
+
+
+def sasrec():
+    torch.manual_seed(0)
+    return build_model("sasrec", N_ITEMS, hidden_size=16, max_len=8).eval()
+
+
+def next_item_batch() -> dict[str, torch.Tensor]:
+    inputs = torch.tensor([[0, 0, 0, 4, 5, 6], [0, 0, 0, 0, 0, 0], [1, 2, 3, 4, 5, 6]])
+    targets = torch.tensor([[0, 0, 0, 5, 6, 7], [0, 0, 0, 0, 0, 0], [2, 3, 4, 5, 6, 9]])
+    negatives = torch.tensor(
+        [
+            [[0], [0], [0], [11], [12], [13]],
+            [[0], [0], [0], [0], [0], [0]],
+            [[21], [22], [23], [24], [25], [26]],
+        ]
+    )
+    return {"inputs": inputs, "targets": targets, "negatives": negatives}
+
+
+def test_objective_metadata() -> None:
+    assert NextItemObjective(LossConfig(name="bce", num_negatives=3)).num_negatives == 3
+    assert NextItemObjective("ce").num_negatives == 0
+    assert NextItemObjective({"name": "gbce", "num_negatives": 8}).loss_cfg.gbce_t == 0.75
+    assert NextItemObjective().batch_kind == "next_item"
+    assert ClozeObjective().batch_kind == "sequence" and ClozeObjective().num_negatives == 0
+    with pytest.raises(ValueError):
+        NextItemObjective(positions="first")  # type: ignore[arg-type]
+
+
+def test_next_item_last_uses_only_the_last_real_position() -> None:
+    model, batch = sasrec(), next_item_batch()
+    loss, logs = NextItemObjective(LossConfig(name="bce"), positions="last")(model, batch)
+    assert int(logs["n_targets"]) == 2  # the empty row contributes nothing
+    with torch.no_grad():
+        h = model.hidden(batch["inputs"])[:, -1]
+        emb = model.items.embedding.weight
+        terms = []
+        for row, pos_item, neg_item in [(0, 7, 13), (2, 9, 26)]:
+            p = float(h[row] @ emb[pos_item])
+            n = float(h[row] @ emb[neg_item])
+            terms.append(-math.log(1 / (1 + math.exp(-p))) - math.log(1 - 1 / (1 + math.exp(-n))))
+    assert loss.item() == pytest.approx(sum(terms) / 2, rel=1e-5)
+
+
+def test_next_item_all_positions_with_full_ce() -> None:
+    model, batch = sasrec(), next_item_batch()
+    loss, logs = NextItemObjective("ce")(model, batch)
+    assert int(logs["n_targets"]) == 9
+    with torch.no_grad():
+        h = model.hidden(batch["inputs"])
+        valid = batch["targets"] != 0
+        logits = h[valid] @ model.item_weights().t()
+        expected = F.cross_entropy(logits[:, 1:], batch["targets"][valid] - 1)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_negatives_equal_to_the_target_are_ignored() -> None:
+    model = sasrec()
+    batch = next_item_batch()
+    obj = NextItemObjective(LossConfig(name="sampled_softmax", num_negatives=2), positions="last")
+    with_hit = dict(
+        batch, negatives=torch.cat([batch["negatives"], batch["targets"][..., None]], -1)
+    )
+    clean, _ = NextItemObjective("sampled_softmax", positions="last")(model, batch)
+    hit, _ = obj(model, with_hit)
+    assert hit.item() == pytest.approx(clean.item(), rel=1e-6)
+
+
+def test_sampled_losses_need_negatives() -> None:
+    batch = next_item_batch()
+    del batch["negatives"]
+    with pytest.raises(ValueError, match="negatives"):
+        NextItemObjective("bce")(sasrec(), batch)
+
+
+def test_logq_correction_uses_the_sampler_table() -> None:
+    model, batch = sasrec(), next_item_batch()
+    cfg = LossConfig(name="sampled_softmax", num_negatives=1, logq=True)
+    with pytest.raises(ValueError, match="set_log_q"):
+        NextItemObjective(cfg)(model, batch)
+    log_q = torch.log(torch.linspace(0.01, 1.0, N_ITEMS + 1))
+    loss, _ = NextItemObjective(cfg, positions="last", log_q=log_q)(model, batch)
+    with torch.no_grad():
+        h = model.hidden(batch["inputs"])[[0, 2], -1]
+        emb = model.item_weights()
+        pos_items, neg_items = torch.tensor([7, 9]), torch.tensor([[13], [26]])
+        pos = (h * emb[pos_items]).sum(-1)
+        neg = torch.einsum("nd,nkd->nk", h, emb[neg_items])
+        expected = sampled_softmax(pos, neg, log_q[pos_items], log_q[neg_items])
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_batch_without_targets_gives_zero_loss_with_a_graph() -> None:
+    model = sasrec().train()
+    x = torch.zeros(2, 5, dtype=torch.long)
+    loss, logs = NextItemObjective("ce")(model, {"inputs": x, "targets": x})
+    loss.backward()
+    assert loss.item() == 0.0 and int(logs["n_targets"]) == 0
+
+
+def cloze_inputs(rows: int, length: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(0, length + 1, (rows,), generator=g)
+    items = torch.randint(1, 1001, (rows, length), generator=g)
+    slots = torch.arange(length).expand(rows, -1)
+    return torch.where(slots >= length - lengths[:, None], items, torch.zeros_like(items))
+
+
+def test_cloze_masks_only_real_positions_with_80_10_10() -> None:
+    inputs = cloze_inputs(800, 50)
+    torch.manual_seed(123)
+    obj = ClozeObjective(mask_ratio=0.2)
+    corrupted, labels = obj.mask(inputs, n_items=1000, mask_token_id=1001)
+    real = inputs != 0
+    chosen = labels != 0
+    assert not (chosen & ~real).any()  # never a padding slot
+    assert (corrupted[~real] == 0).all()
+    torch.testing.assert_close(labels[chosen], inputs[chosen])
+    assert (corrupted[~chosen] == inputs[~chosen]).all()  # untouched elsewhere
+    non_empty = real.any(1)
+    assert chosen[non_empty].any(1).all() and not chosen[~non_empty].any()
+    n = chosen.sum().item()
+    assert n / real.sum().item() == pytest.approx(0.2, abs=0.02)
+    frac_mask = (corrupted[chosen] == 1001).float().mean().item()
+    frac_same = (corrupted[chosen] == inputs[chosen]).float().mean().item()
+    frac_random = 1 - frac_mask - frac_same
+    assert frac_mask == pytest.approx(0.8, abs=0.02)
+    assert frac_same == pytest.approx(0.1, abs=0.015)
+    assert frac_random == pytest.approx(0.1, abs=0.015)
+    assert corrupted.max() <= 1001
+
+
+def test_cloze_is_reproducible_from_the_global_seed() -> None:
+    inputs = cloze_inputs(16, 10)
+    obj = ClozeObjective(mask_ratio=0.3)
+    torch.manual_seed(7)
+    a = obj.mask(inputs, 1000, 1001)
+    torch.manual_seed(7)
+    b = obj.mask(inputs, 1000, 1001)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_cloze_last_item_only_rows() -> None:
+    inputs = cloze_inputs(20, 8)
+    torch.manual_seed(0)
+    corrupted, labels = ClozeObjective(last_item_prob=1.0).mask(inputs, 1000, 1001)
+    non_empty = (inputs != 0).any(1)
+    assert (labels[non_empty, :-1] == 0).all()
+    assert torch.equal(labels[non_empty, -1], inputs[non_empty, -1])
+    assert (corrupted[non_empty, -1] == 1001).all()
+
+
+def test_cloze_loss_equals_manual_ce_over_masked_positions() -> None:
+    torch.manual_seed(0)
+    model = build_model("bert4rec", N_ITEMS, hidden_size=16, max_len=8).eval()
+    with torch.no_grad():
+        model.scorer.bias.uniform_(-1, 1)  # the output bias must take part
+    inputs = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8], [0, 0, 0, 0, 0, 0, 1, 2]])
+    obj = ClozeObjective(mask_ratio=0.5)
+    torch.manual_seed(11)
+    loss, logs = obj(model, {"inputs": inputs})
+    torch.manual_seed(11)
+    corrupted, labels = obj.mask(inputs, N_ITEMS, model.mask_token_id)
+    with torch.no_grad():
+        h = model.hidden(corrupted)[labels != 0]
+        logits = model.scorer.project(h) @ model.item_weights().t() + model.scorer.bias
+        expected = full_ce(logits, labels[labels != 0])
+    assert int(logs["n_targets"]) == int((labels != 0).sum())
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_cloze_needs_a_mask_token() -> None:
+    with pytest.raises(TypeError, match="mask_token_id"):
+        ClozeObjective()(sasrec(), {"inputs": torch.tensor([[0, 1, 2]])})

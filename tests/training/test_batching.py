@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from h2rec.data.preprocess import build_dataset
+from h2rec.training.batching import BatchIterator, TrainSequences, sample_negatives
+
+from ..data.helpers import config, raw_from_rows
+
+
+def _dataset(seed: int = 0, n_users: int = 30, n_items: int = 25):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        for t in range(int(rng.integers(3, 15))):
+            rows.append((f"u{u}", f"i{int(rng.integers(n_items))}", t))
+    return build_dataset(raw_from_rows(rows), config())
+
+
+def _naive_train_seqs(ds) -> dict[int, list[int]]:
+    return {u: ds.sequence(u, ("train",)).tolist() for u in range(1, ds.n_users + 1)}
+
+
+def test_windows_equal_naive_left_padding() -> None:
+    ds = _dataset()
+    seqs = TrainSequences(ds, min_len=1)
+    naive = _naive_train_seqs(ds)
+    users = np.arange(1, ds.n_users + 1)
+    for width in (1, 4, 30):
+        win = seqs.windows(users, width)
+        for row, u in zip(win, users, strict=True):
+            s = naive[u][-width:]
+            assert row.tolist() == [0] * (width - len(s)) + s
+
+
+def test_next_item_targets_and_last_position() -> None:
+    ds = _dataset(1)
+    seqs = TrainSequences(ds)
+    it = BatchIterator(seqs, batch_size=8, max_len=5, seed=0)
+    b = next(it.epoch(0))
+    naive = _naive_train_seqs(ds)
+    for inp, tgt, u in zip(b.inputs.numpy(), b.targets.numpy(), b.users.numpy(), strict=True):
+        s = naive[u][-6:]
+        real_in = s[:-1]
+        assert inp.tolist() == [0] * (5 - len(real_in)) + real_in
+        assert tgt.tolist() == [0] * (5 - len(real_in)) + s[1:]
+    last = BatchIterator(seqs, batch_size=8, max_len=5, seed=0, positions="last")
+    bl = next(last.epoch(0))
+    assert (bl.targets[:, :-1] == 0).all()
+    np.testing.assert_array_equal(bl.targets[:, -1].numpy(), b.targets[:, -1].numpy())
+
+
+def test_epochs_are_reproducible_and_cover_every_user_once() -> None:
+    ds = _dataset(2)
+    seqs = TrainSequences(ds)
+    it = BatchIterator(seqs, batch_size=7, max_len=5, seed=3, num_negatives=2)
+    a = [b.users.tolist() for b in it.epoch(4)]
+    b = [b.users.tolist() for b in it.epoch(4)]
+    assert a == b
+    assert sorted(itertools.chain.from_iterable(a)) == sorted(seqs.users.tolist())
+    assert a != [b.users.tolist() for b in it.epoch(5)]
+    # resuming mid-epoch replays the same remaining batches, negatives included
+    full = list(it.epoch(4))
+    tail = list(it.epoch(4, start_step=2))
+    for x, y in zip(full[2:], tail, strict=True):
+        assert (x.negatives == y.negatives).all() and (x.inputs == y.inputs).all()
+
+
+def test_negatives_avoid_history_and_positive() -> None:
+    ds = _dataset(3, n_items=40)
+    seqs = TrainSequences(ds)
+    users = seqs.users
+    positives = np.random.default_rng(0).integers(1, ds.n_items + 1, size=(len(users), 6))
+    neg = sample_negatives(np.random.default_rng(1), seqs, users, positives, 5, "history")
+    naive = _naive_train_seqs(ds)
+    for row_u, row_pos, row_neg in zip(users, positives, neg, strict=True):
+        hist = set(naive[row_u])
+        for p, ns in zip(row_pos, row_neg, strict=True):
+            assert all(n != p and n not in hist and 1 <= n <= ds.n_items for n in ns)
+    neg2 = sample_negatives(np.random.default_rng(1), seqs, users, positives, 5, "positive")
+    assert (neg2 != positives[..., None]).all()
