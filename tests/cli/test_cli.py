@@ -123,3 +123,54 @@ def test_stats_on_real_data_prints_published_counts(tmp_path, shared_data, name,
     for value, label in zip(counts, ("users", "items", "interactions"), strict=True):
         line = next(ln for ln in res.output.splitlines() if f" {label} " in ln)
         assert value in line, line
+
+
+def test_train_then_evaluate(tmp_path, synth_dir) -> None:
+    prep = tmp_path / "prep"
+    _ok(["-q", "prepare", "-c", "data/synth", "--out", str(prep), f"source.path={synth_dir}"])
+    runs = tmp_path / "runs"
+    res = _ok(
+        [
+            "-q",
+            "train",
+            "train/sasrec-synth",
+            f"data={prep}",
+            f"runs_dir={runs}",
+            "name=r",
+            "epochs=2",
+            "model.hidden_size=16",
+            "max_len=10",
+        ]
+    )
+    assert "test / full" in res.output and "test / uni100" in res.output
+    summary = json.loads((runs / "r" / "summary.json").read_text())
+    assert summary["epochs_run"] == 2 and set(summary["test"]) == {"full", "uni100"}
+    # training again without --resume/--overwrite is refused, with exit code 2
+    again = runner.invoke(
+        app,
+        [
+            "train",
+            "train/sasrec-synth",
+            f"data={prep}",
+            f"runs_dir={runs}",
+            "name=r",
+            "epochs=2",
+            "model.hidden_size=16",
+            "max_len=10",
+        ],
+    )
+    assert again.exit_code == 2 and "--resume" in again.output
+    res = _ok(
+        ["-q", "evaluate", str(runs / "r"), "--protocol", "full,pop100", "--tie", "optimistic"]
+    )
+    assert "test / pop100" in res.output
+    saved = json.loads((runs / "r" / "results" / "test-pop100-tie=optimistic.json").read_text())
+    assert saved["stamp"]["protocol"] == "pop100" and saved["stamp"]["tie_policy"] == "optimistic"
+    # the re-evaluated full result equals the one written at the end of training
+    full_train = json.loads((runs / "r" / "results" / "test-full.json").read_text())
+    full_again = json.loads((runs / "r" / "results" / "test-full-tie=optimistic.json").read_text())
+    assert (
+        full_again["overall"]["HR@10"] >= full_train["overall"]["HR@10"]
+    )  # optimistic >= pessimistic
+    bad = runner.invoke(app, ["evaluate", str(tmp_path / "nope")])
+    assert bad.exit_code == 2 and "not a run folder" in bad.output

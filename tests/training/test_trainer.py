@@ -85,3 +85,10 @@ def test_short_sasrec_run_beats_most_popular(tmp_path, synth_ds) -> None:
     s, p = sas["summary"]["test"]["full"], pop["summary"]["test"]["full"]
     assert s["NDCG@10"] > 1.5 * p["NDCG@10"], (s, p)
     assert s["HR@10"] > p["HR@10"]
+
+
+def test_tensorboard_logging(tmp_path, synth_ds) -> None:
+    pytest.importorskip("tensorboard")
+    Trainer(_cfg(tmp_path, synth_ds, "name=tb", "epochs=1", "tensorboard=true"), synth_ds).fit()
+    events = list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0

@@ -51,13 +51,18 @@ class SequentialModel(nn.Module):
         return None
 
     # -- scoring ---------------------------------------------------------------------------
-    def score_all(self, user: Tensor) -> Tensor:
+    def score_all(self, user: Tensor, *, catalogue_only: bool = False) -> Tensor:
         """`user [N, d]` -> `[N, n_items + 1]` float32 logits (computed in float32 even under
-        autocast, see `parts.scorers`); column 0 is NOT masked here."""
-        logits = dot_all(user, self.item_weights())
+        autocast, see `parts.scorers`); column 0 is NOT masked here.
+
+        `catalogue_only` drops the padding column at the source (`[N, n_items]`, column j = item
+        j + 1): full-softmax training then never copies a sliced `[N, n_items + 1]` matrix.
+        """
+        start = 1 if catalogue_only else 0
+        logits = dot_all(user, self.item_weights()[start:])
         bias = self.item_bias()
         if bias is not None:
-            logits = logits + bias.float()
+            logits = logits + bias[start:].float()
         return logits
 
     def score_items(self, user: Tensor, items: Tensor) -> Tensor:
@@ -128,8 +133,12 @@ class ComposedModel(SequentialModel):
     def item_bias(self) -> Tensor | None:
         return self.scorer.bias
 
-    def score_all(self, user: Tensor) -> Tensor:
-        return self.scorer.score_all(user, self.item_weights(), self.item_bias())
+    def score_all(self, user: Tensor, *, catalogue_only: bool = False) -> Tensor:
+        start = 1 if catalogue_only else 0
+        bias = self.item_bias()
+        return self.scorer.score_all(
+            user, self.item_weights()[start:], None if bias is None else bias[start:]
+        )
 
     def score_items(self, user: Tensor, items: Tensor) -> Tensor:
         return self.scorer.score_items(user, self.item_weights(), self.item_bias(), items)

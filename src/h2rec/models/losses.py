@@ -50,14 +50,17 @@ def bpr(pos: Tensor, neg: Tensor, neg_valid: Tensor | None = None) -> Tensor:
     return pair.sum() / valid.sum().clamp(min=1)
 
 
-def full_ce(logits: Tensor, targets: Tensor) -> Tensor:
+def full_ce(logits: Tensor, targets: Tensor, *, padding_column: bool = True) -> Tensor:
     """Softmax cross-entropy over the whole catalogue ("SASRec+", Klenitskiy & Vasilev, 2023).
 
     L = (1/N) Σ_n -log softmax(z_n[1:])[y_n]   with logits `[N, n_items + 1]`, targets `[N]` in 1..n_items
 
-    Column 0 (padding) is excluded from the softmax, not merely masked.
+    Column 0 (padding) is excluded from the softmax, not merely masked. With
+    `padding_column=False` the logits are already `[N, n_items]` (column j = item j + 1).
     """
-    return F.cross_entropy(logits[:, 1:].float(), targets - 1)
+    if padding_column:
+        logits = logits[:, 1:]
+    return F.cross_entropy(logits.float(), targets - 1)
 
 
 def sampled_softmax(

@@ -63,7 +63,9 @@ class _ScoredObjective:
         """`user [N, d]`, `targets [N]`, `negatives [N, k]` -> scalar loss."""
         cfg = self.loss_cfg
         if cfg.name == "ce":
-            return full_ce(model.score_all(user), targets)
+            return full_ce(
+                model.score_all(user, catalogue_only=True), targets, padding_column=False
+            )
         if negatives is None:
             raise ValueError(f"loss '{cfg.name}' needs a 'negatives' [B, L, k] tensor in the batch")
         logits = model.score_items(user, torch.cat([targets.unsqueeze(1), negatives], dim=1))

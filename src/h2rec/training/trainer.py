@@ -199,6 +199,26 @@ class Trainer:
     def _append_metrics(self, row: dict[str, Any]) -> None:
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
+        if self.cfg.tensorboard:
+            writer = self._tb_writer()
+            for key, value in row.items():
+                if key == "valid":
+                    for m, v in value.items():
+                        writer.add_scalar(f"valid/{m}", v, row["epoch"])
+                elif key != "epoch" and isinstance(value, (int, float)):
+                    writer.add_scalar(f"train/{key}", value, row["epoch"])
+            writer.flush()
+
+    def _tb_writer(self):  # type: ignore[no-untyped-def]
+        if getattr(self, "_writer", None) is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                raise ConfigError(
+                    "tensorboard=true needs the tensorboard package: pip install 'h2rec[track]'"
+                ) from exc
+            self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        return self._writer
 
     def _truncate_metrics(self, epoch: int) -> None:
         """On resume, forget epochs logged after the checkpoint (they will be redone)."""

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Correctness anchors on real data (issue 3): resumable; a finished run is skipped, an
+# interrupted one continues from its last checkpoint. Each finished run's summary and result
+# JSONs are copied to docs/results/anchors/ (small files, committed).
+# Usage: scripts/anchors.sh [config ...]   (default: all anchor configs, in order)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+H2REC=${H2REC:-.venv/bin/h2rec}
+configs=("$@")
+[ ${#configs[@]} -gt 0 ] || configs=(mostpop-beauty sasrec-beauty-ce sasrec-beauty-bce mostpop-yelp sasrec-yelp-ce gru4rec-beauty bert4rec-beauty)
+$H2REC -q prepare -c data/beauty
+$H2REC -q prepare -c data/yelp
+mkdir -p docs/results/anchors
+for c in "${configs[@]}"; do
+  run="runs/$c"
+  if [ ! -f "$run/summary.json" ]; then
+    if [ -d "$run/checkpoints/last" ]; then
+      $H2REC train "train/$c" threads=2 --resume
+    else
+      $H2REC train "train/$c" threads=2 --overwrite
+    fi
+  fi
+  cp "$run/summary.json" "docs/results/anchors/$c.summary.json"
+  for f in "$run"/results/*.json; do cp "$f" "docs/results/anchors/$c.$(basename "$f")"; done
+  cp "$run/metrics.jsonl" "docs/results/anchors/$c.metrics.jsonl" 2>/dev/null || true
+done
