@@ -106,6 +106,7 @@ class Trainer:
             "objective": cfg.objective.model_dump(),
         }
         self.model_hash = config_hash(self.model_config)
+        self._evaluators: dict[tuple[Any, ...], Evaluator] = {}
 
     # ---- construction ------------------------------------------------------------------------
     def _optimizer(self) -> torch.optim.Optimizer:
@@ -130,8 +131,12 @@ class Trainer:
         return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
     def evaluator(self, split: str, protocol: str) -> Evaluator:
+        """Built once per setting and reused: validation runs every epoch with the same examples."""
         e = self.cfg.eval
-        return Evaluator(
+        key = (split, protocol, e.tie, e.exclude_history, tuple(e.ks), e.negatives_seed)
+        if key in self._evaluators:
+            return self._evaluators[key]
+        self._evaluators[key] = Evaluator(
             self.ds,
             split=split,
             protocol=protocol,
@@ -143,6 +148,7 @@ class Trainer:
             batch_size=e.batch_size,
             device=str(self.device),
         )
+        return self._evaluators[key]
 
     def _autocast(self):  # type: ignore[no-untyped-def]
         if self.device.type == "cuda" and self.cfg.amp:
