@@ -25,12 +25,14 @@ KS = (1, 5, 10)
 
 
 def oracle_score_fn(ev: Evaluator):
-    """Scores 1 for the target, 0 elsewhere; also checks that batches arrive in user order."""
+    """Scores 1 for the target, 0 elsewhere; also checks that batches arrive in the documented
+    order (users sorted by history length, stable) with their own histories."""
     state = {"pos": 0}
+    order = np.argsort(ev.examples.history_lengths, kind="stable")
 
     def score(hist: torch.Tensor, cand: torch.Tensor | None) -> torch.Tensor:
         lo = state["pos"]
-        rows = slice(lo, lo + hist.shape[0])
+        rows = order[lo : lo + hist.shape[0]]
         state["pos"] += hist.shape[0]
         assert np.array_equal(hist.numpy(), ev.examples.histories[rows])
         targets = torch.from_numpy(ev.examples.targets[rows])

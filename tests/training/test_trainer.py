@@ -92,3 +92,39 @@ def test_tensorboard_logging(tmp_path, synth_ds) -> None:
     Trainer(_cfg(tmp_path, synth_ds, "name=tb", "epochs=1", "tensorboard=true"), synth_ds).fit()
     events = list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+@pytest.mark.parametrize("model", ["sasrec", "bert4rec", "gru4rec"])
+def test_trimmed_padding_leaves_scores_unchanged(tmp_path, synth_ds, model) -> None:
+    import torch
+
+    from h2rec.evaluation import build_examples
+
+    tr = Trainer(
+        _cfg(tmp_path, synth_ds, "name=trim", f"model={{name: {model}, hidden_size: 16}}"), synth_ds
+    )
+    tr.model.eval()
+    ex = build_examples(synth_ds, "test", 20)
+    short = np.argsort(ex.history_lengths)[:64]  # a batch of short histories: mostly padding
+    hist = torch.from_numpy(ex.histories[short])
+    assert (hist[:, :5] == 0).all()
+    with torch.no_grad():
+        full_width = tr.model.score(hist)
+        trimmed = tr.score_fn(hist, None)
+        cand = torch.randint(1, synth_ds.n_items + 1, (64, 8))
+        torch.testing.assert_close(trimmed, full_width)
+        torch.testing.assert_close(tr.score_fn(hist, cand), tr.model.score(hist, cand))
+
+
+def test_length_buckets_pad_only_to_the_batch_longest(synth_ds) -> None:
+    from h2rec.training.batching import BatchIterator, TrainSequences
+
+    seqs = TrainSequences(synth_ds)
+    it = BatchIterator(seqs, batch_size=32, max_len=20, seed=0)
+    lengths = np.diff(seqs.offsets)
+    widths = []
+    for b in it.epoch(0):
+        longest = int(lengths[b.users.numpy()].max())
+        assert b.inputs.shape[1] == min(20, longest)  # window of min(21, longest + 1), minus target
+        widths.append(b.inputs.shape[1])
+    assert min(widths) < 20  # bucketing produced narrow batches

@@ -288,11 +288,14 @@ class Evaluator:
             uniform = torch.rand(len(ex), generator=gen, dtype=torch.float64)
         out = np.empty(len(ex), dtype=np.float64)
         with torch.no_grad():
+            # Batches of users with similar history lengths: a score function may then drop the
+            # columns that are padding in every row. Ranks are per user, so order is irrelevant.
+            order = np.argsort(ex.history_lengths, kind="stable")
             for lo in range(0, len(ex), self.batch_size):
-                rows = np.arange(lo, min(lo + self.batch_size, len(ex)))
+                rows = order[lo : lo + self.batch_size]
                 # Copies: a score function that writes into its inputs cannot corrupt ours.
                 hist = torch.tensor(ex.histories[rows], dtype=torch.long, device=self.device)
-                u = None if uniform is None else uniform[lo : lo + len(rows)]
+                u = None if uniform is None else uniform[torch.from_numpy(rows)]
                 if candidates is None:
                     scores = torch.as_tensor(score_fn(hist, None))
                     if scores.shape != (len(rows), n_items + 1):

@@ -116,25 +116,55 @@ class BatchIterator:
         positions: Literal["all", "last"] = "all",
         num_negatives: int = 0,
         negatives_exclude: Literal["none", "positive", "history"] = "history",
+        bucket_by_length: bool = True,
+        bucket_batches: int = 50,
     ) -> None:
         self.seqs, self.batch_size, self.max_len, self.seed = seqs, batch_size, max_len, seed
         self.kind, self.positions = kind, positions
         self.num_negatives, self.negatives_exclude = num_negatives, negatives_exclude
+        self.bucket_by_length, self.bucket_batches = bucket_by_length, bucket_batches
 
     def __len__(self) -> int:
         return -(-len(self.seqs.users) // self.batch_size)
 
+    def batches_of(self, epoch: int) -> list[np.ndarray]:
+        """The epoch's batches of user ids: a seeded shuffle; with length bucketing, users are
+        sorted by length inside windows of `bucket_batches` batches and the batches shuffled, so a
+        batch's padded width (and its cost) follows its own longest sequence."""
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(self.seqs.users)
+        bs = self.batch_size
+        if self.bucket_by_length:
+            width = self.max_len + 1
+            lengths = np.minimum(np.diff(self.seqs.offsets)[order], width)
+            window = bs * self.bucket_batches
+            for lo in range(0, len(order), window):
+                part = slice(lo, lo + window)
+                order[part] = order[part][np.argsort(lengths[part], kind="stable")]
+        batches = [order[i : i + bs] for i in range(0, len(order), bs)]
+        if self.bucket_by_length:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[TrainBatch]:
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.seqs.users)
-        for step in range(start_step, len(self)):
-            users = order[step * self.batch_size : (step + 1) * self.batch_size]
-            yield self.batch(users, np.random.default_rng([self.seed, epoch, step, 1]))
+        batches = self.batches_of(epoch)
+        for step in range(start_step, len(batches)):
+            yield self.batch(batches[step], np.random.default_rng([self.seed, epoch, step, 1]))
+
+    def _width(self, users: np.ndarray, cap: int) -> int:
+        """Padded width of a batch: its longest sequence (+1 spare slot), at most `cap`.
+
+        Encoders number positions from the right, so dropping columns that are padding in every
+        row leaves every output unchanged; the spare slot keeps BERT4Rec's append-[MASK] exact.
+        """
+        longest = int(np.diff(self.seqs.offsets)[users].max(initial=1))
+        return min(cap, longest + 1)
 
     def batch(self, users: np.ndarray, rng: np.random.Generator) -> TrainBatch:
         if self.kind == "sequence":
-            inputs = self.seqs.windows(users, self.max_len)
+            inputs = self.seqs.windows(users, self._width(users, self.max_len))
             return TrainBatch(torch.from_numpy(inputs), None, None, torch.from_numpy(users))
-        win = self.seqs.windows(users, self.max_len + 1)
+        win = self.seqs.windows(users, self._width(users, self.max_len + 1))
         inputs, targets = win[:, :-1], win[:, 1:].copy()
         targets[inputs == 0] = 0
         if self.positions == "last":

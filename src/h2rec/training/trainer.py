@@ -94,6 +94,7 @@ class Trainer:
             positions=cfg.objective.positions,
             num_negatives=self.objective.num_negatives,
             negatives_exclude=cfg.objective.negatives_exclude,
+            bucket_by_length=cfg.bucket_by_length,
         )
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
@@ -156,7 +157,16 @@ class Trainer:
         return nullcontext()
 
     def score_fn(self, histories: torch.Tensor, candidates: torch.Tensor | None) -> torch.Tensor:
-        """What the evaluator sees of the model."""
+        """What the evaluator sees of the model.
+
+        Leading columns that are padding in every row are dropped (one spare padding column is
+        kept for BERT4Rec's appended [MASK]); encoders number positions from the right, so the
+        scores are unchanged and short batches cost less.
+        """
+        real = (histories != 0).any(0)
+        if bool(real.any()):
+            first = max(0, int(real.to(torch.int8).argmax()) - 1)
+            histories = histories[:, first:]
         with self._autocast():
             cand = None if candidates is None else candidates.to(self.device)
             return self.model.score(histories.to(self.device), cand).float()
