@@ -81,3 +81,15 @@ def test_negatives_avoid_history_and_positive() -> None:
             assert all(n != p and n not in hist and 1 <= n <= ds.n_items for n in ns)
     neg2 = sample_negatives(np.random.default_rng(1), seqs, users, positives, 5, "positive")
     assert (neg2 != positives[..., None]).all()
+
+
+def test_expected_targets_per_batch_matches_a_full_epoch() -> None:
+    ds = _dataset(5)
+    seqs = TrainSequences(ds)
+    for positions in ("all", "last"):
+        it = BatchIterator(seqs, batch_size=6, max_len=4, seed=0, positions=positions)
+        counted = sum(b.n_targets for b in it.epoch(0))
+        assert it.targets_per_batch() * len(it) == counted
+    cloze = BatchIterator(seqs, batch_size=6, max_len=4, seed=0, kind="sequence")
+    real = sum(int((b.inputs > 0).sum()) for b in cloze.epoch(0))
+    assert cloze.targets_per_batch(0.5) * len(cloze) == 0.5 * real

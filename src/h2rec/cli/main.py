@@ -155,6 +155,41 @@ def stats(
 
 
 @app.command()
+def embed(
+    dataset: Annotated[
+        str, typer.Argument(help="prepared dataset folder, or a name under artifacts/prepared")
+    ],
+    overrides: Overrides = None,
+    config: Annotated[
+        str,
+        typer.Option(
+            "--config", "-c", help="YAML file or built-in name (embed/minilm, embed/tfidf)"
+        ),
+    ] = "embed/minilm",
+    name: Annotated[
+        str | None,
+        typer.Option(help="file name under <dataset>/embeddings/ (default: from the model)"),
+    ] = None,
+) -> None:
+    """Embed every item's text; vectors go to <dataset>/embeddings/ (cached per text)."""
+    from h2rec.config import load_config
+    from h2rec.data import load_dataset
+    from h2rec.text import EmbedConfig, embed_items, save_item_embeddings
+
+    cfg = _run(load_config, EmbedConfig, config, overrides or [])
+    ds = _run(load_dataset, _dataset_dir(dataset))
+    result = _run(embed_items, ds, cfg)
+    path = _run(save_item_embeddings, result, ds, name)
+    info = result.info
+    console.print(
+        f"{ds.name}: {result.n_items:,} items -> {result.dim}-d vectors ({result.key})\n"
+        f"  embedded now {info.get('n_embedded', 0):,}, from cache {info.get('n_from_cache', 0):,}, "
+        f"{info.get('items_per_s', float('nan')):,.0f} items/s, {info.get('seconds', 0):.1f} s\n"
+        f"  -> {path}"
+    )
+
+
+@app.command()
 def train(
     config: Annotated[
         str,

@@ -127,6 +127,23 @@ class BatchIterator:
     def __len__(self) -> int:
         return -(-len(self.seqs.users) // self.batch_size)
 
+    def targets_per_batch(self, mask_ratio: float = 1.0) -> float:
+        """Expected number of training targets in a batch, the same for every batch of an epoch.
+
+        Next-item: each user contributes min(len, max_len + 1) - 1 targets; whole-sequence (cloze):
+        `mask_ratio` of its min(len, max_len) items. Dividing a batch's summed loss by this
+        constant gives every target the same weight however the batches were composed (length
+        bucketing makes per-batch target counts differ by an order of magnitude).
+        """
+        lengths = np.diff(self.seqs.offsets)[self.seqs.users]
+        if self.kind == "sequence":
+            total = mask_ratio * np.minimum(lengths, self.max_len).sum()
+        elif self.positions == "last":
+            total = len(lengths)
+        else:
+            total = (np.minimum(lengths, self.max_len + 1) - 1).sum()
+        return float(total) / len(self)
+
     def batches_of(self, epoch: int) -> list[np.ndarray]:
         """The epoch's batches of user ids: a seeded shuffle; with length bucketing, users are
         sorted by length inside windows of `bucket_batches` batches and the batches shuffled, so a

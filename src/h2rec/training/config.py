@@ -70,6 +70,7 @@ class TrainConfig(_Strict):
     batch_size: int = Field(256, gt=0)
     max_len: int = Field(50, gt=0)  # most recent items fed to the model
     bucket_by_length: bool = True  # batch users of similar length: less padding, same outputs
+    loss_norm: Literal["constant", "batch"] = "constant"  # constant: every target weighs the same
     device: str = "auto"  # auto: cuda when available, else cpu
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     threads: int | None = None  # torch CPU threads (null: torch default)

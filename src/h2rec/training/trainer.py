@@ -96,6 +96,10 @@ class Trainer:
             negatives_exclude=cfg.objective.negatives_exclude,
             bucket_by_length=cfg.bucket_by_length,
         )
+        # Objectives average over a batch's targets; rescaling by n_targets / (expected targets per
+        # batch) turns that into a sum with one constant divisor, so batch composition (length
+        # buckets) does not change how much a target counts.
+        self.targets_per_batch = self.batches.targets_per_batch(cfg.objective.mask_ratio)
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         if self.trainable:
@@ -295,7 +299,9 @@ class Trainer:
             for batch in self.batches.epoch(epoch):
                 batch = batch.to(self.device)
                 with self._autocast():
-                    loss, _ = self.objective(self.model, batch.as_dict())
+                    loss, logs = self.objective(self.model, batch.as_dict())
+                if cfg.loss_norm == "constant":
+                    loss = loss * (logs["n_targets"].to(loss.device) / self.targets_per_batch)
                 assert self.optimizer is not None
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
