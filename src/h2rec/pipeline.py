@@ -1,7 +1,8 @@
-"""The main job on the embedded default dataset: generate -> prepare -> describe -> train -> evaluate.
+"""The main job on the embedded default dataset:
+generate -> prepare -> describe -> embed -> tokenize -> train -> evaluate.
 
-Later stages (embed, tokenize, H2Rec) extend this same entry point; it is what the README's first
-command runs on a fresh machine.
+H2Rec itself will extend this same entry point; it is what the README's first command runs on a
+fresh machine.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ class PipelineConfig(BaseModel):
     synth: SynthConfig = Field(default_factory=SynthConfig)  # the synthetic catalogue
     data: str = "data/synth"  # prepare config: built-in name or YAML path
     data_overrides: list[str] = Field(default_factory=list)  # key=value for the prepare config
+    embed: str | None = "embed/minilm"  # embedding config (null: skip embed and tokenize)
+    embed_overrides: list[str] = Field(default_factory=list)
+    tokenize: str | None = "tokenize/rqvae-4x128"  # tokenizer config (null: skip)
+    tokenize_overrides: list[str] = Field(default_factory=list)
     train: str | None = "train/sasrec-synth"  # training config (null: stop after the statistics)
     train_overrides: list[str] = Field(default_factory=list)  # key=value for the training config
 
@@ -53,6 +58,18 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> dict[str, Any]:
         "stats": stats,
         "popularity_png": str(png),
     }
+    if cfg.embed is not None:
+        from h2rec.config import load_config
+        from h2rec.sid import TokenizerConfig, tokenize_dataset
+        from h2rec.text import EmbedConfig, embed_items, save_item_embeddings
+
+        emb = embed_items(ds, load_config(EmbedConfig, cfg.embed, cfg.embed_overrides))
+        save_item_embeddings(emb, ds)
+        result["embeddings"] = {"name": emb.name, "key": emb.key, "dim": emb.dim, **emb.info}
+        if cfg.tokenize is not None:
+            tok_cfg = load_config(TokenizerConfig, cfg.tokenize, cfg.tokenize_overrides)
+            path, diag = tokenize_dataset(ds, tok_cfg, embeddings=emb.name)
+            result["sids"] = {"path": str(path), "diagnostics": diag}
     if cfg.train is not None:
         from h2rec.training import TrainConfig, Trainer
 

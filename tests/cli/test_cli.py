@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -92,6 +93,8 @@ def test_pipeline_main_job(tmp_path) -> None:
             "synth.n_users=400",
             "synth.n_items=200",
             "synth.n_categories=2",
+            "tokenize_overrides=[epochs=3, codebook_size=16]",
+            "train_overrides=[epochs=2, model.hidden_size=16]",
         ]
     )
     assert "prepared dataset" in res.output
@@ -99,6 +102,11 @@ def test_pipeline_main_job(tmp_path) -> None:
     assert ds.n_users == 400
     assert (tmp_path / "w" / "prepared" / "synth" / "stats.json").is_file()
     assert (tmp_path / "w" / "pipeline.yaml").is_file()
+    prepared = tmp_path / "w" / "prepared" / "synth"
+    assert (prepared / "embeddings" / "st-all-minilm-l6-v2.npy").is_file()
+    codes = np.load(prepared / "sids" / "rqvae-4x16" / "codes.npy")
+    assert codes.shape == (ds.n_items + 1, 4) and (codes[0] == -1).all() and codes[1:].max() < 16
+    assert "semantic IDs" in res.output and "test / full" in res.output
 
 
 @pytest.mark.shared_data
@@ -174,3 +182,63 @@ def test_train_then_evaluate(tmp_path, synth_dir) -> None:
     )  # optimistic >= pessimistic
     bad = runner.invoke(app, ["evaluate", str(tmp_path / "nope")])
     assert bad.exit_code == 2 and "not a run folder" in bad.output
+
+
+def test_embed_and_tokenize(tmp_path, synth_dir) -> None:
+    prep = tmp_path / "prep"
+    _ok(["-q", "prepare", "-c", "data/synth", "--out", str(prep), f"source.path={synth_dir}"])
+    res = _ok(["-q", "embed", str(prep), "-c", "embed/tfidf", "tfidf.dim=32"])
+    assert "32-d" in res.output
+    res = _ok(
+        [
+            "-q",
+            "tokenize",
+            str(prep),
+            "-c",
+            "tokenize/rqkmeans-4x128",
+            "codebook_size=8",
+            "levels=2",
+        ]
+    )
+    assert "collision rate" in res.output
+    meta = json.loads((prep / "sids" / "rqkmeans-2x8" / "meta.json").read_text())
+    assert meta["embeddings"]["name"] == "tfidf-svd-32" and meta["levels"] == 2
+    # a second embedding makes the choice ambiguous: the error says so and lists them
+    _ok(["-q", "embed", str(prep), "-c", "embed/tfidf", "tfidf.dim=16"])
+    bad = runner.invoke(app, ["tokenize", str(prep), "-c", "tokenize/vq-512", "codebook_size=8"])
+    assert bad.exit_code == 2 and "several embeddings" in bad.output
+    _ok(
+        [
+            "-q",
+            "tokenize",
+            str(prep),
+            "-c",
+            "tokenize/vq-512",
+            "codebook_size=8",
+            "--embeddings",
+            "tfidf-svd-16",
+        ]
+    )
+    assert (prep / "sids" / "vq-8" / "usage.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.shared_data
+def test_published_sid_diagnostics_on_beauty(tmp_path, shared_data) -> None:
+    prep = tmp_path / "beauty"
+    _ok(
+        [
+            "-q",
+            "prepare",
+            "-c",
+            "data/beauty",
+            "--out",
+            str(prep),
+            f"source.path={shared_data / 'beauty'}",
+        ]
+    )
+    res = _ok(["tokenize", str(prep), "--published"])
+    diag = json.loads((prep / "sids" / "published" / "diagnostics.json").read_text())
+    # 12,101 items, 12,088 distinct published SIDs (LETTER, 4 x 256)
+    assert diag["n_items"] == 12101
+    assert abs(diag["collision"]["rate"] - (1 - 12088 / 12101)) < 1e-12
+    assert "collision rate" in res.output

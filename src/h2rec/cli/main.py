@@ -53,6 +53,7 @@ def main(
         handlers=[RichHandler(console=err_console, show_path=False)],
         force=True,
     )
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader reports CPU features at INFO
     set_progress(not quiet and sys.stderr.isatty())
 
 
@@ -190,6 +191,46 @@ def embed(
 
 
 @app.command()
+def tokenize(
+    dataset: Annotated[
+        str, typer.Argument(help="prepared dataset folder, or a name under artifacts/prepared")
+    ],
+    overrides: Overrides = None,
+    config: Annotated[
+        str,
+        typer.Option(
+            "--config", "-c", help="YAML file or built-in name (tokenize/rqvae-4x128, ...)"
+        ),
+    ] = "tokenize/rqvae-4x128",
+    embeddings: Annotated[
+        str | None,
+        typer.Option(help="embeddings name under <dataset>/embeddings/ (default: the only one)"),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="SIDs name under <dataset>/sids/ (default: e.g. rqvae-4x128)")
+    ] = None,
+    published: Annotated[
+        bool, typer.Option(help="diagnose the dataset's own published codes instead of fitting")
+    ] = False,
+) -> None:
+    """Quantise item embeddings into Semantic IDs (or diagnose published ones) and print diagnostics."""
+    from h2rec.config import load_config
+    from h2rec.data import load_dataset
+    from h2rec.sid import TokenizerConfig, diagnose_published, render_diagnostics, tokenize_dataset
+
+    ds = _run(load_dataset, _dataset_dir(dataset))
+    if published:
+        path, diag = _run(diagnose_published, ds, embeddings=embeddings)
+        title = f"{ds.name}: published SIDs ({ds.code_source})"
+    else:
+        cfg = _run(load_config, TokenizerConfig, config, overrides or [])
+        path, diag = _run(tokenize_dataset, ds, cfg, embeddings=embeddings, name=name)
+        title = f"{ds.name}: {path.name}"
+    console.print(render_diagnostics(diag, title=title))
+    console.print(f"-> {path}")
+
+
+@app.command()
 def train(
     config: Annotated[
         str,
@@ -262,7 +303,7 @@ def pipeline(
     ] = "pipeline/default",
     force: Annotated[bool, typer.Option(help="rebuild every stage")] = False,
 ) -> None:
-    """The main job on the embedded default: synthetic data -> prepare -> stats -> train -> evaluate."""
+    """The main job on the embedded default: synthetic data -> prepare -> stats -> embed -> tokenize -> train -> evaluate."""
     from h2rec.cli.render import stats_table
     from h2rec.config import load_config
     from h2rec.pipeline import PipelineConfig, run_pipeline
@@ -273,6 +314,20 @@ def pipeline(
     console.print(f"prepared dataset   -> {result['prepared']}")
     console.print(stats_table(result["stats"]))
     console.print(f"popularity curve   -> {result['popularity_png']}")
+    if result.get("embeddings"):
+        e = result["embeddings"]
+        console.print(
+            f"item embeddings    -> {e['name']} ({e['key']}, {e['dim']}-d, "
+            f"{e.get('n_embedded', 0):,} embedded, {e.get('n_from_cache', 0):,} from cache)"
+        )
+    if result.get("sids"):
+        from h2rec.sid import render_diagnostics
+
+        console.print(
+            render_diagnostics(
+                result["sids"]["diagnostics"], title=f"semantic IDs -> {result['sids']['path']}"
+            )
+        )
     if result.get("train"):
         from h2rec.evaluation import render_results
 

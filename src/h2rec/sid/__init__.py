@@ -23,6 +23,15 @@ input vectors; decode and reconstruction errors are then in that unit-vector spa
 
 from __future__ import annotations
 
+from h2rec.sid.artifacts import (
+    PUBLISHED,
+    ItemSIDs,
+    default_sids_name,
+    diagnose_published,
+    load_sids,
+    save_sids,
+    tokenize_dataset,
+)
 from h2rec.sid.base import NotFittedError, Tokenizer, TokenizerError
 from h2rec.sid.collisions import (
     CollisionResult,
@@ -49,7 +58,9 @@ from h2rec.sid.rqkmeans import RQKMeansTokenizer, VQTokenizer
 from h2rec.sid.rqvae import RQVAETokenizer
 
 __all__ = [
+    "PUBLISHED",
     "CollisionResult",
+    "ItemSIDs",
     "NotFittedError",
     "PQTokenizer",
     "PrefixIndex",
@@ -63,14 +74,19 @@ __all__ = [
     "apply_collision_policy",
     "build_tokenizer",
     "collision_stats",
+    "default_sids_name",
     "diagnose_codes",
     "diagnose_dataset",
+    "diagnose_published",
     "diagnose_tokenizer",
     "fit_tokenizer",
+    "load_sids",
     "load_tokenizer",
     "plot_code_usage",
     "print_diagnostics",
     "render_diagnostics",
     "save_diagnostics",
+    "save_sids",
     "sinkhorn_dedup",
+    "tokenize_dataset",
 ]
