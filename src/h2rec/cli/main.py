@@ -27,6 +27,9 @@ app = typer.Typer(
 console = Console() if sys.stdout.isatty() else Console(width=200)
 err_console = Console(stderr=True)
 
+DatasetArg = Annotated[
+    str, typer.Argument(help="prepared dataset folder, or a name under artifacts/prepared")
+]
 Overrides = Annotated[
     list[str] | None, typer.Argument(help="config overrides as key=value (dotted keys)")
 ]
@@ -127,9 +130,7 @@ def _dataset_dir(dataset: str) -> Path:
 
 @app.command()
 def stats(
-    dataset: Annotated[
-        str, typer.Argument(help="prepared dataset folder, or a name under artifacts/prepared")
-    ],
+    dataset: DatasetArg,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="also write the statistics as JSON")
     ] = None,
@@ -157,9 +158,7 @@ def stats(
 
 @app.command()
 def embed(
-    dataset: Annotated[
-        str, typer.Argument(help="prepared dataset folder, or a name under artifacts/prepared")
-    ],
+    dataset: DatasetArg,
     overrides: Overrides = None,
     config: Annotated[
         str,
@@ -192,9 +191,7 @@ def embed(
 
 @app.command()
 def tokenize(
-    dataset: Annotated[
-        str, typer.Argument(help="prepared dataset folder, or a name under artifacts/prepared")
-    ],
+    dataset: DatasetArg,
     overrides: Overrides = None,
     config: Annotated[
         str,
