@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from h2rec.config import apply_overrides, dump_yaml, expand_env, read_yaml, validate
+from h2rec.config import dump_yaml, load_config
 from h2rec.data.config import PrepareConfig
 from h2rec.data.dataset import Dataset
 from h2rec.data.prepare import prepare
@@ -41,11 +41,11 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> dict[str, Any]:
     work = Path(cfg.workdir)
     raw_dir = work / "raw" / "synth"
     write_recbole(generate(cfg.synth), raw_dir, name="synth")
-    prep_dict = apply_overrides(
-        read_yaml(cfg.data),
+    prep_cfg = load_config(
+        PrepareConfig,
+        cfg.data,
         [f"source.path={raw_dir}", f"output={work / 'prepared' / 'synth'}", *cfg.data_overrides],
     )
-    prep_cfg = validate(PrepareConfig, expand_env(prep_dict), source=cfg.data)
     ds: Dataset = prepare(prep_cfg, force=force)
     out = Path(prep_cfg.output_dir())
     stats = compute_stats(ds)
@@ -59,7 +59,6 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> dict[str, Any]:
         "popularity_png": str(png),
     }
     if cfg.embed is not None:
-        from h2rec.config import load_config
         from h2rec.sid import TokenizerConfig, tokenize_dataset
         from h2rec.text import EmbedConfig, embed_items, save_item_embeddings
 
@@ -73,9 +72,10 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> dict[str, Any]:
     if cfg.train is not None:
         from h2rec.training import TrainConfig, Trainer
 
-        train_dict = apply_overrides(
-            read_yaml(cfg.train), [f"data={out}", f"runs_dir={work / 'runs'}", *cfg.train_overrides]
+        train_cfg = load_config(
+            TrainConfig,
+            cfg.train,
+            [f"data={out}", f"runs_dir={work / 'runs'}", *cfg.train_overrides],
         )
-        train_cfg = validate(TrainConfig, expand_env(train_dict), source=cfg.train)
         result["train"] = Trainer(train_cfg, ds).fit(overwrite=True)
     return result

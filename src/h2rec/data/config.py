@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from h2rec.config import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class LCRecSource(_Strict):
+class LCRecSource(StrictModel):
     format: Literal["lcrec"] = "lcrec"
     path: (
         str  # folder holding <name>.inter.json [.item.json] [.index.json], or the .inter.json file
@@ -19,14 +17,14 @@ class LCRecSource(_Strict):
     name: str | None = None  # dataset name; found automatically when the folder has one
 
 
-class SASRecSource(_Strict):
+class SASRecSource(StrictModel):
     format: Literal["sasrec"] = "sasrec"
     path: str  # text file, one `user item item ...` line per user
     items_path: str | None = None  # optional LC-Rec style item JSON with item text
     items_id_offset: int = 0  # added to items_path ids (S3Rec ids = LC-Rec ids + 1)
 
 
-class RecBoleSource(_Strict):
+class RecBoleSource(StrictModel):
     format: Literal["recbole"] = "recbole"
     path: str  # folder with <name>.inter [.item] [.user], or the .inter file
     name: str | None = None
@@ -36,7 +34,7 @@ class RecBoleSource(_Strict):
     rating_field: str = "rating"
 
 
-class TableSource(_Strict):
+class TableSource(StrictModel):
     format: Literal["table"] = "table"
     path: str  # CSV / TSV (optionally .gz) or Parquet
     user: str = (
@@ -54,7 +52,7 @@ class TableSource(_Strict):
     items_sep: str | None = None
 
 
-class AmazonSource(_Strict):
+class AmazonSource(StrictModel):
     format: Literal["amazon2014", "amazon2018"] = "amazon2014"
     reviews: str  # reviews_X.json.gz (2014) or X.json.gz (2018)
     meta: str | None = None  # meta_X.json.gz
@@ -63,7 +61,7 @@ class AmazonSource(_Strict):
     )
 
 
-class YelpSource(_Strict):
+class YelpSource(StrictModel):
     format: Literal["yelp"] = "yelp"
     review: str  # yelp_academic_dataset_review.json
     business: str | None = None  # yelp_academic_dataset_business.json
@@ -75,7 +73,7 @@ SourceConfig = Annotated[
 ]
 
 
-class PreprocessConfig(_Strict):
+class PreprocessConfig(StrictModel):
     min_rating: float | None = None  # keep interactions with rating >= this (null: keep all)
     min_time: float | str | None = None  # keep interactions at or after this unix time / ISO date
     max_time: float | str | None = None  # keep interactions at or before this unix time / ISO date
@@ -86,7 +84,7 @@ class PreprocessConfig(_Strict):
     min_seq_len: int = Field(0, ge=0)  # drop users with fewer interactions after k-core
 
 
-class SplitConfig(_Strict):
+class SplitConfig(StrictModel):
     kind: Literal["loo", "temporal"] = "loo"  # leave-one-out, or global time cut-offs
     valid_time: float | str | None = None  # temporal: interactions at/after this go to validation
     test_time: float | str | None = None  # temporal: interactions at/after this go to test
@@ -107,14 +105,14 @@ class SplitConfig(_Strict):
         return self
 
 
-class TextConfig(_Strict):
+class TextConfig(StrictModel):
     template: str | None = None  # preset name or template string; null: the reader's default
     missing: str = "unknown"  # placeholder for an absent field (LLM-ESR uses "unknown")
     max_chars: int = Field(4095, gt=0)  # LLM-ESR truncates prompts to 4,095 characters
     variables: dict[str, str] = Field(default_factory=dict)  # constants such as domain: beauty
 
 
-class PrepareConfig(_Strict):
+class PrepareConfig(StrictModel):
     name: str  # dataset name, used in paths and stamps
     source: SourceConfig
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)

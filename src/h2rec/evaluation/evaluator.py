@@ -15,7 +15,6 @@ in batches. Ranks do not depend on the batch size (random tie breaks are drawn o
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import time
@@ -37,7 +36,7 @@ from h2rec.evaluation.examples import build_examples, check_split, padded_full_h
 from h2rec.evaluation.metrics import check_ks, compute_metrics
 from h2rec.evaluation.ranking import check_tie, rank_full, rank_sampled
 from h2rec.evaluation.stamp import ProtocolStamp, config_hash
-from h2rec.io import atomic_write_bytes, atomic_write_json
+from h2rec.io import atomic_write_bytes, atomic_write_json, npy_bytes
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 RESULT_FORMAT = "h2rec-eval-result-v1"
@@ -86,8 +85,8 @@ class EvalResult:
         """
         path = Path(path)
         blobs = {
-            "ranks": _npy_bytes(self.ranks.astype(np.float64)),
-            "users": _npy_bytes(self.users.astype(np.int64)),
+            "ranks": npy_bytes(self.ranks.astype(np.float64)),
+            "users": npy_bytes(self.users.astype(np.int64)),
         }
         files = {}
         for name, data in blobs.items():
@@ -132,12 +131,6 @@ def _nan_to_none(d: dict[str, float]) -> dict[str, float | None]:
 
 def _none_to_nan(d: dict[str, float | None]) -> dict[str, float]:
     return {k: (float("nan") if v is None else float(v)) for k, v in d.items()}
-
-
-def _npy_bytes(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, a, allow_pickle=False)
-    return buf.getvalue()
 
 
 def _sha256(data: bytes) -> str:

@@ -7,7 +7,6 @@ dataset hash and the embeddings they were made from, so a model never trains on 
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import numpy as np
 
 from h2rec.data.dataset import Dataset
 from h2rec.errors import H2RecError
-from h2rec.io import atomic_directory
+from h2rec.io import atomic_directory, npy_bytes
 from h2rec.sid.base import Tokenizer, TokenizerError
 from h2rec.sid.config import TokenizerConfig
 from h2rec.sid.diagnostics import diagnose_dataset, plot_code_usage, save_diagnostics
@@ -71,9 +70,7 @@ def save_sids(
     full = np.vstack([np.full((1, codes.shape[1]), -1, dtype=np.int64), codes])
     out = sids_dir(ds, name)
     with atomic_directory(out) as tmp:
-        buf = io.BytesIO()
-        np.save(buf, full)
-        (tmp / "codes.npy").write_bytes(buf.getvalue())
+        (tmp / "codes.npy").write_bytes(npy_bytes(full))
         if tokenizer is not None:
             tokenizer.save(tmp / "tokenizer")
         (tmp / "diagnostics.json").write_text(json.dumps(diagnostics, indent=2))

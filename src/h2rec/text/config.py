@@ -9,14 +9,12 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from h2rec.config import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ApiConfig(_Strict):
+class ApiConfig(StrictModel):
     # OpenAI-compatible endpoint (`/embeddings` is appended); default $OPENAI_BASE_URL or OpenAI's
     base_url: str = Field(
         default_factory=lambda: os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
@@ -35,7 +33,7 @@ class ApiConfig(_Strict):
     max_backoff: float = Field(60.0, ge=0)
 
 
-class TfidfConfig(_Strict):
+class TfidfConfig(StrictModel):
     # SVD components; capped by the vocabulary size and the number of items
     dim: int = Field(256, ge=1)
     # randomized-SVD seed: same seed and same texts give the same vectors
@@ -46,7 +44,7 @@ class TfidfConfig(_Strict):
     ngram_max: int = Field(1, ge=1, le=3)
 
 
-class PrecomputedConfig(_Strict):
+class PrecomputedConfig(StrictModel):
     # .npy (rows = internal items 1..n, optional padding row 0) or .parquet (matched by item id)
     path: str | None = None
     # Parquet: column of external item ids (the dataset's `item_id`)
@@ -55,7 +53,7 @@ class PrecomputedConfig(_Strict):
     vector_column: str = "embedding"
 
 
-class EmbedConfig(_Strict):
+class EmbedConfig(StrictModel):
     # which backend turns item text into vectors (precomputed: vectors the user brings)
     kind: Literal["sentence-transformers", "api", "tfidf", "precomputed"] = "sentence-transformers"
     # sentence-transformers: local folder or hub name; null: bundled offline all-MiniLM-L6-v2

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from h2rec.data.dataset import Dataset
-from h2rec.io import atomic_write_bytes, atomic_write_json
+from h2rec.io import atomic_write_bytes, atomic_write_json, npy_bytes
 from h2rec.progress import progress_enabled
 from h2rec.text.api import ApiEmbedder
 from h2rec.text.base import (
@@ -341,9 +341,7 @@ def save_item_embeddings(result: ItemEmbeddings, ds: Dataset, name: str | None =
         )
     name = name or result.name
     folder = _embeddings_dir(ds)
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(result.vectors, dtype=np.float32), allow_pickle=False)
-    data = buf.getvalue()
+    data = npy_bytes(np.ascontiguousarray(result.vectors, dtype=np.float32))
     meta = {
         "format": FORMAT,
         "name": name,

@@ -6,9 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from h2rec.config import StrictModel
 
 
 class ModelSection(BaseModel):
@@ -21,7 +19,7 @@ class ModelSection(BaseModel):
         return {k: v for k, v in self.model_dump().items() if k != "name"}
 
 
-class ObjectiveSection(_Strict):
+class ObjectiveSection(StrictModel):
     kind: Literal["auto", "next_item", "cloze"] = "auto"  # auto: cloze for bert4rec, else next_item
     loss: Literal["bce", "bpr", "ce", "sampled_softmax", "gbce"] = "ce"
     num_negatives: int = Field(1, ge=0)  # sampled losses; ce uses all items
@@ -34,7 +32,7 @@ class ObjectiveSection(_Strict):
     mask_ratio: float = Field(0.2, gt=0, lt=1)  # cloze (BERT4Rec)
 
 
-class OptimSection(_Strict):
+class OptimSection(StrictModel):
     optimizer: Literal["adam", "adamw"] = "adam"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -44,7 +42,7 @@ class OptimSection(_Strict):
     grad_clip: float | None = 5.0  # max global grad norm (null: off)
 
 
-class EvalSection(_Strict):
+class EvalSection(StrictModel):
     valid_protocol: str = "full"  # protocol for model selection during training
     metric: str = "NDCG@10"  # validation metric to maximise
     patience: int = Field(10, ge=1)  # epochs without improvement before stopping
@@ -57,7 +55,7 @@ class EvalSection(_Strict):
     batch_size: int = Field(1024, gt=0)
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     name: str  # run name; the run folder is <runs_dir>/<name>
     data: str  # prepared dataset folder
     runs_dir: str = "runs"

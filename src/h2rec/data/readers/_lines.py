@@ -137,3 +137,28 @@ def load_json(path: str | Path) -> Any:
         raise DataFormatError(
             f"invalid JSON ({exc.msg}, column {exc.colno})", path=path, line=exc.lineno
         ) from exc
+
+
+def required_text(rec: dict[str, Any], key: str, path: str | Path, line: int) -> str:
+    """A record field that must be a non-empty value (an id, a date), as a string."""
+    value = rec.get(key)
+    if value is None or str(value).strip() == "":
+        raise DataFormatError("missing or empty", path=path, line=line, field=key)
+    return str(value)
+
+
+def optional_number(
+    rec: dict[str, Any], key: str, path: str | Path, line: int, *, required: bool = False
+) -> float | None:
+    """A numeric record field (rating, unix time); absent is None unless `required`."""
+    value = rec.get(key)
+    if value is None:
+        if required:
+            raise DataFormatError("missing", path=path, line=line, field=key)
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise DataFormatError(
+            f"{value!r} is not a number", path=path, line=line, field=key
+        ) from None

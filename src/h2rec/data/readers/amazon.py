@@ -11,7 +11,7 @@ from typing import Any, Literal
 import polars as pl
 
 from h2rec.data.raw import ColumnBuffer, RawData
-from h2rec.data.readers._lines import iter_records
+from h2rec.data.readers._lines import iter_records, optional_number, required_text
 from h2rec.errors import DataFormatError
 
 CATEGORY_CHARS = 2048  # LLM-ESR cuts the joined category list here
@@ -60,30 +60,12 @@ def read_reviews(path: str | Path) -> pl.DataFrame:
     """Stream reviews into (user_id, item_id, rating, timestamp), naming the line of any bad record."""
     buf = ColumnBuffer(_REVIEW_SCHEMA)
     for lineno, rec in iter_records(path, allow_python_literals=True):
-        row: dict[str, Any] = {}
-        for out, key in (("user_id", "reviewerID"), ("item_id", "asin")):
-            value = rec.get(key)
-            if value is None or str(value).strip() == "":
-                raise DataFormatError("missing or empty", path=path, line=lineno, field=key)
-            row[out] = str(value)
-        ts = rec.get("unixReviewTime")
-        if ts is None:
-            raise DataFormatError(
-                "missing review time", path=path, line=lineno, field="unixReviewTime"
-            )
-        try:
-            row["timestamp"] = float(ts)
-        except (TypeError, ValueError):
-            raise DataFormatError(
-                f"{ts!r} is not a unix time", path=path, line=lineno, field="unixReviewTime"
-            ) from None
-        rating = rec.get("overall")
-        try:
-            row["rating"] = None if rating is None else float(rating)
-        except (TypeError, ValueError):
-            raise DataFormatError(
-                f"{rating!r} is not a number", path=path, line=lineno, field="overall"
-            ) from None
+        row = {
+            "user_id": required_text(rec, "reviewerID", path, lineno),
+            "item_id": required_text(rec, "asin", path, lineno),
+            "timestamp": optional_number(rec, "unixReviewTime", path, lineno, required=True),
+            "rating": optional_number(rec, "overall", path, lineno),
+        }
         buf.append(row)
     return buf.frame()
 

@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 
 from h2rec.data.raw import ColumnBuffer, RawData
-from h2rec.data.readers._lines import iter_records
+from h2rec.data.readers._lines import iter_records, optional_number, required_text
 from h2rec.errors import DataFormatError
 
 BUSINESS_FIELDS = ("name", "categories", "type", "open", "review_count", "city", "state", "stars")
@@ -31,19 +31,12 @@ def read_yelp_reviews(path: str | Path) -> pl.DataFrame:
     schema = {"user_id": pl.String, "item_id": pl.String, "rating": pl.Float64, "date": pl.String}
     buf = ColumnBuffer(schema)
     for lineno, rec in iter_records(path):
-        row: dict[str, Any] = {}
-        for out, key in (("user_id", "user_id"), ("item_id", "business_id"), ("date", "date")):
-            value = rec.get(key)
-            if value is None or str(value).strip() == "":
-                raise DataFormatError("missing or empty", path=path, line=lineno, field=key)
-            row[out] = str(value)
-        stars = rec.get("stars")
-        try:
-            row["rating"] = None if stars is None else float(stars)
-        except (TypeError, ValueError):
-            raise DataFormatError(
-                f"{stars!r} is not a number", path=path, line=lineno, field="stars"
-            ) from None
+        row = {
+            "user_id": required_text(rec, "user_id", path, lineno),
+            "item_id": required_text(rec, "business_id", path, lineno),
+            "date": required_text(rec, "date", path, lineno),
+            "rating": optional_number(rec, "stars", path, lineno),
+        }
         buf.append(row)
     df = buf.frame()
     try:
