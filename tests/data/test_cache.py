@@ -127,3 +127,28 @@ def test_is_fresh_tracks_config_and_source_files(tmp_path) -> None:
     src.write_text("changed data")
     assert not cache.is_fresh(out, {"a": 1})
     assert not cache.is_fresh(tmp_path / "missing", {"a": 1})
+
+
+def test_resave_of_identical_content_keeps_derived_artifacts(tmp_path) -> None:
+    out = tmp_path / "ds"
+    cache.save(_dataset(), out, config={"a": 1}, source={"paths": []})
+    (out / "embeddings").mkdir()
+    (out / "embeddings" / "e.npy").write_bytes(b"vectors")
+    (out / "notes.txt").write_text("kept")
+    (out / ".sids.tmp-123").mkdir()  # debris of an interrupted write is not carried
+    cache.save(_dataset(), out, config={"a": 1}, source={"paths": []})
+    assert (out / "embeddings" / "e.npy").read_bytes() == b"vectors"
+    assert (out / "notes.txt").read_text() == "kept"
+    assert not (out / ".sids.tmp-123").exists()
+    cache.load(out)  # still a valid cache
+
+
+def test_resave_of_changed_content_drops_derived_artifacts(tmp_path) -> None:
+    out = tmp_path / "ds"
+    cache.save(_dataset(), out, config={"a": 1}, source={"paths": []})
+    (out / "embeddings").mkdir()
+    (out / "embeddings" / "e.npy").write_bytes(b"vectors")
+    ds = _dataset()
+    ds.inter_item = ds.inter_item[::-1].copy()
+    cache.save(ds, out, config={"a": 1}, source={"paths": []})
+    assert not (out / "embeddings").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -103,9 +104,45 @@ def save(
             },
         }
         atomic_write_json(tmp / MANIFEST, manifest)
+        _carry_derived(out_dir, tmp, manifest["content_hash"])
     ds.manifest = manifest
     ds.path = out_dir
     return out_dir
+
+
+def _carry_derived(old_dir: Path, new_dir: Path, content_hash: str) -> None:
+    """Keep what was derived from an identical dataset (embeddings, SIDs, stored candidates).
+
+    A re-prepare that yields the same content (e.g. the raw files were merely touched or copied)
+    must not throw away hours of embedding work. Entries are hard-linked (copied across
+    filesystems) into the new folder, so the old folder stays intact until the swap.
+    """
+    try:
+        old = read_manifest(old_dir)
+    except CacheError:
+        return
+    if old.get("content_hash") != content_hash:
+        return
+    for entry in old_dir.iterdir():
+        target = new_dir / entry.name
+        if (
+            entry.name.startswith(".")
+            or entry.name in old.get("files", {})
+            or entry.name == MANIFEST
+            or target.exists()
+        ):
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, target, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(entry, target)
+
+
+def _link_or_copy(src: str | Path, dst: str | Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
