@@ -9,6 +9,7 @@ disables autograd: callers do (`model.eval()` + `torch.no_grad()` to evaluate).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -41,6 +42,19 @@ class SequentialModel(nn.Module):
     def user_repr(self, seqs: Tensor) -> Tensor:
         """`[B, L]` -> `[B, d]`: the vector that predicts the item AFTER the sequence (last slot)."""
         return self.hidden(seqs)[:, -1]
+
+    # -- training hooks --------------------------------------------------------------------
+    def forward_train(self, seqs: Tensor) -> tuple[Tensor, Any]:
+        """`hidden(seqs)` plus whatever `auxiliary_losses` needs from the same forward pass."""
+        return self.hidden(seqs), None
+
+    def auxiliary_losses(self, state: Any, inputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        """Extra training losses, ALREADY multiplied by their weights (e.g. H2Rec's beta * L_CA).
+
+        `state` is what `forward_train` returned; `targets [B, L]` are the labels the objective
+        trains on (0 = none). Models without auxiliary losses return {}.
+        """
+        return {}
 
     def item_weights(self) -> Tensor:
         """`[n_items + 1, d]` output item table (row 0 = padding, never recommended)."""

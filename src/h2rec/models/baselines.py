@@ -16,6 +16,7 @@ from torch import Tensor
 
 from h2rec.errors import ConfigError
 from h2rec.models.base import ComposedModel, SequentialModel
+from h2rec.models.inputs import ModelInputs
 from h2rec.models.parts.encoders import BERT4RecEncoder, GRU4RecEncoder, SASRecEncoder
 from h2rec.models.parts.items import HashItemEmbedding
 from h2rec.models.parts.scorers import DotScorer
@@ -137,7 +138,7 @@ class MostPop(SequentialModel):
 
 
 @register_model("sasrec", config=SASRecConfig)
-def build_sasrec(n_items: int, cfg: SASRecConfig, popularity: np.ndarray | None = None) -> SASRec:
+def build_sasrec(n_items: int, cfg: SASRecConfig, inputs: ModelInputs) -> SASRec:
     d = cfg.hidden_size
     return SASRec(
         n_items,
@@ -159,9 +160,7 @@ def build_sasrec(n_items: int, cfg: SASRecConfig, popularity: np.ndarray | None 
 
 
 @register_model("bert4rec", config=BERT4RecConfig)
-def build_bert4rec(
-    n_items: int, cfg: BERT4RecConfig, popularity: np.ndarray | None = None
-) -> BERT4Rec:
+def build_bert4rec(n_items: int, cfg: BERT4RecConfig, inputs: ModelInputs) -> BERT4Rec:
     d = cfg.hidden_size
     return BERT4Rec(
         n_items,
@@ -182,9 +181,7 @@ def build_bert4rec(
 
 
 @register_model("gru4rec", config=GRU4RecConfig)
-def build_gru4rec(
-    n_items: int, cfg: GRU4RecConfig, popularity: np.ndarray | None = None
-) -> GRU4Rec:
+def build_gru4rec(n_items: int, cfg: GRU4RecConfig, inputs: ModelInputs) -> GRU4Rec:
     d = cfg.hidden_size
     return GRU4Rec(
         n_items,
@@ -197,9 +194,7 @@ def build_gru4rec(
 
 
 @register_model("mostpop", config=MostPopConfig)
-def build_mostpop(
-    n_items: int, cfg: MostPopConfig, popularity: np.ndarray | None = None
-) -> MostPop:
-    if popularity is None:
+def build_mostpop(n_items: int, cfg: MostPopConfig, inputs: ModelInputs) -> MostPop:
+    if inputs.popularity is None:
         raise ConfigError("model 'mostpop' needs popularity= (training counts, length n_items + 1)")
-    return MostPop(n_items, popularity, max_len=cfg.max_len)
+    return MostPop(n_items, inputs.popularity, max_len=cfg.max_len)

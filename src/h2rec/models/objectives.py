@@ -1,8 +1,13 @@
 """Training objectives: turn a batch into a scalar loss for any `SequentialModel`.
 
 An objective says what batch it needs (`batch_kind`, `num_negatives`); the trainer builds the
-batch and calls `objective(model, batch) -> (loss, logs)`. `logs` holds detached 0-d tensors
-(call `float()` when logging; keeping tensors avoids a device sync per step).
+batch and calls `objective(model, batch, target_norm=...) -> (loss, logs)`. `logs` holds detached
+0-d tensors (call `float()` when logging; keeping tensors avoids a device sync per step).
+
+loss = L_rec x (n_targets / target_norm, when given) + the model's auxiliary losses. The rescaling
+turns the mean over a batch's targets into a sum with one constant divisor, so that batch
+composition (length buckets) does not change how much a target counts; auxiliary losses (H2Rec's
+alignment terms) are per-batch quantities and are not rescaled.
 
 Batches (LongTensors, LEFT-padded, 0 = padding):
 - "next_item": `inputs [B, L]`, `targets [B, L]` (target of slot t = the item after inputs[t];
@@ -103,8 +108,15 @@ class NextItemObjective(_ScoredObjective):
         self.positions = positions
         self.set_log_q(log_q)
 
-    def __call__(self, model: SequentialModel, batch: Mapping[str, Tensor]) -> tuple[Tensor, Logs]:
-        return self.compute(model, batch["inputs"], batch["targets"], batch.get("negatives"))
+    def __call__(
+        self,
+        model: SequentialModel,
+        batch: Mapping[str, Tensor],
+        target_norm: float | None = None,
+    ) -> tuple[Tensor, Logs]:
+        return self.compute(
+            model, batch["inputs"], batch["targets"], batch.get("negatives"), target_norm
+        )
 
     def compute(
         self,
@@ -112,8 +124,9 @@ class NextItemObjective(_ScoredObjective):
         inputs: Tensor,
         targets: Tensor,
         negatives: Tensor | None = None,
+        target_norm: float | None = None,
     ) -> tuple[Tensor, Logs]:
-        hidden = model.hidden(inputs)
+        hidden, state = model.forward_train(inputs)
         valid = targets != 0
         if self.positions == "last":
             slot = _last_target_slot(valid)
@@ -127,7 +140,30 @@ class NextItemObjective(_ScoredObjective):
         else:
             neg = negatives[rows, cols] if negatives is not None else None
             loss = self._loss(model, hidden[rows, cols], targets[rows, cols], neg)
-        return loss, {"loss": loss.detach(), "n_targets": torch.tensor(n)}
+        if self.positions == "last":
+            last = torch.zeros_like(targets)
+            last[rows, cols] = targets[rows, cols]
+            targets = last
+        return _total(model, loss, n, target_norm, state, inputs, targets)
+
+
+def _total(
+    model: SequentialModel,
+    rec: Tensor,
+    n: int,
+    target_norm: float | None,
+    state: object,
+    inputs: Tensor,
+    targets: Tensor,
+) -> tuple[Tensor, Logs]:
+    """L_rec (rescaled when `target_norm` is given) + the model's weighted auxiliary losses."""
+    loss = rec * (n / target_norm) if target_norm else rec
+    logs: Logs = {"loss_rec": rec.detach(), "n_targets": torch.tensor(n)}
+    for name, value in model.auxiliary_losses(state, inputs, targets).items():
+        loss = loss + value
+        logs[name] = value.detach()
+    logs["loss"] = loss.detach()
+    return loss, logs
 
 
 class ClozeObjective(_ScoredObjective):
@@ -208,17 +244,26 @@ class ClozeObjective(_ScoredObjective):
         corrupted = torch.where(to_random, random_items, corrupted)
         return corrupted, labels
 
-    def __call__(self, model: SequentialModel, batch: Mapping[str, Tensor]) -> tuple[Tensor, Logs]:
-        return self.compute(model, batch["inputs"], batch.get("negatives"))
+    def __call__(
+        self,
+        model: SequentialModel,
+        batch: Mapping[str, Tensor],
+        target_norm: float | None = None,
+    ) -> tuple[Tensor, Logs]:
+        return self.compute(model, batch["inputs"], batch.get("negatives"), target_norm)
 
     def compute(
-        self, model: SequentialModel, inputs: Tensor, negatives: Tensor | None = None
+        self,
+        model: SequentialModel,
+        inputs: Tensor,
+        negatives: Tensor | None = None,
+        target_norm: float | None = None,
     ) -> tuple[Tensor, Logs]:
         mask_token_id = getattr(model, "mask_token_id", None)
         if mask_token_id is None:
             raise TypeError(f"model '{model.name}' has no mask_token_id; the Cloze task needs one")
         corrupted, labels = self.mask(inputs, model.n_items, int(mask_token_id))
-        hidden = model.hidden(corrupted)
+        hidden, state = model.forward_train(corrupted)
         rows, cols = torch.nonzero(labels != 0, as_tuple=True)
         n = rows.numel()
         if n == 0:
@@ -226,4 +271,4 @@ class ClozeObjective(_ScoredObjective):
         else:
             neg = negatives[rows, cols] if negatives is not None else None
             loss = self._loss(model, hidden[rows, cols], labels[rows, cols], neg)
-        return loss, {"loss": loss.detach(), "n_targets": torch.tensor(n)}
+        return _total(model, loss, n, target_norm, state, corrupted, labels)

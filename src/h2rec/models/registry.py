@@ -1,15 +1,17 @@
 """Models registered by name, each with a pydantic config (extra keys are rejected).
 
     @register_model("sasrec", config=SASRecConfig)
-    def build_sasrec(n_items: int, cfg: SASRecConfig, popularity: np.ndarray | None) -> SequentialModel
+    def build_sasrec(n_items: int, cfg: SASRecConfig, inputs: ModelInputs) -> SequentialModel
 
 `build_model("sasrec", n_items, hidden_size=64, ...)` validates the keyword config and calls the
-factory. `popularity` (training interaction counts per id, length n_items + 1) is the one
-non-config input: it is data, not a hyperparameter, so it never enters a saved config.
+factory. Data the model is built from (popularity, semantic IDs, codebooks, text vectors,
+training sequences) arrives as `ModelInputs`: it is data, not a hyperparameter, so it never enters
+a saved config.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from h2rec.config import validate
 from h2rec.errors import ConfigError
 from h2rec.models.base import SequentialModel
+from h2rec.models.inputs import ModelInputs
 
 
 class ModelConfig(BaseModel):
@@ -28,7 +31,7 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-Factory = Callable[[int, Any, "np.ndarray | None"], SequentialModel]
+Factory = Callable[[int, Any, ModelInputs], SequentialModel]
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(name: str, config: type[ModelConfig]) -> Callable[[Factory], Factory]:
-    """Decorator registering `factory(n_items, cfg, popularity) -> SequentialModel` under `name`."""
+    """Decorator registering `factory(n_items, cfg, inputs) -> SequentialModel` under `name`."""
 
     def decorate(factory: Factory) -> Factory:
         key = name.lower()
@@ -57,7 +60,8 @@ def register_model(name: str, config: type[ModelConfig]) -> Callable[[Factory], 
 def _load_builtin() -> None:
     # The baselines register themselves on import; importing here makes `build_model` work even
     # when only this module was imported.
-    import h2rec.models.baselines  # noqa: F401
+    for module in ("baselines", "companions", "h2rec"):
+        importlib.import_module(f"h2rec.models.{module}")
 
 
 def _entry(name: str) -> ModelEntry:
@@ -93,22 +97,22 @@ def build_model(
     name: str,
     n_items: int,
     *,
+    inputs: ModelInputs | None = None,
     popularity: np.ndarray | None = None,
     **config: Any,
 ) -> SequentialModel:
     """Build model `name` for a catalogue of `n_items` items from keyword config values.
 
-    `popularity`: training counts per item id (length n_items + 1, index 0 = padding), needed by
-    "mostpop" and ignored by models that do not use it.
+    `inputs`: the data the model is built from (see `ModelInputs`); `popularity` is a shortcut
+    for `ModelInputs(popularity=...)` (training counts per id, length n_items + 1, needed by
+    "mostpop" and ignored by models that do not use it).
     """
     entry = _entry(name)
     cfg = parse_model_config(name, config)
     if n_items < 1:
         raise ConfigError(f"n_items must be >= 1, got {n_items}")
+    inputs = inputs if inputs is not None else ModelInputs()
     if popularity is not None:
-        popularity = np.asarray(popularity)
-        if popularity.shape != (n_items + 1,):
-            raise ConfigError(
-                f"popularity must have length n_items + 1 = {n_items + 1}, got shape {popularity.shape}"
-            )
-    return entry.factory(n_items, cfg, popularity)
+        inputs.popularity = np.asarray(popularity)
+    inputs.check(n_items)
+    return entry.factory(n_items, cfg, inputs)

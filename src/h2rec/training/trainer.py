@@ -25,11 +25,18 @@ from h2rec.data import Dataset, load_dataset
 from h2rec.errors import ConfigError, H2RecError
 from h2rec.evaluation import EvalResult, Evaluator, config_hash
 from h2rec.io import atomic_write_json, atomic_write_text
-from h2rec.models import ClozeObjective, LossConfig, NextItemObjective, build_model
+from h2rec.models import (
+    ClozeObjective,
+    LossConfig,
+    NextItemObjective,
+    SequentialModel,
+    build_model,
+)
 from h2rec.progress import progress_enabled
 from h2rec.training.batching import BatchIterator, TrainSequences
 from h2rec.training.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
 from h2rec.training.config import ObjectiveSection, TrainConfig
+from h2rec.training.inputs import load_model_inputs
 from h2rec.training.seeding import seed_everything
 
 log = logging.getLogger("h2rec")
@@ -42,12 +49,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_objective(
-    cfg: ObjectiveSection, model_name: str, n_items: int
+    cfg: ObjectiveSection, model: SequentialModel, n_items: int
 ) -> NextItemObjective | ClozeObjective:
-    """The training objective named by the config; `auto` is cloze for BERT4Rec, next-item otherwise."""
-    kind = (
-        cfg.kind if cfg.kind != "auto" else ("cloze" if model_name == "bert4rec" else "next_item")
-    )
+    """The training objective named by the config; `auto` is cloze for bidirectional models (those
+    with a [MASK] token: BERT4Rec, or any model on a BERT4Rec backbone), next-item otherwise."""
+    bidirectional = getattr(model, "mask_token_id", None) is not None
+    kind = cfg.kind if cfg.kind != "auto" else ("cloze" if bidirectional else "next_item")
     loss = LossConfig(
         name=cfg.loss, num_negatives=cfg.num_negatives, gbce_t=cfg.gbce_t, logq=cfg.logq
     )
@@ -79,11 +86,11 @@ class Trainer:
         self.model = build_model(
             cfg.model.name,
             self.ds.n_items,
-            popularity=self.ds.item_popularity("train"),
+            inputs=load_model_inputs(self.ds, cfg.model.name, params),
             **params,
         ).to(self.device)
         self.trainable = getattr(self.model, "trainable", True)
-        self.objective = build_objective(cfg.objective, cfg.model.name, self.ds.n_items)
+        self.objective = build_objective(cfg.objective, self.model, self.ds.n_items)
         self.seqs = TrainSequences(self.ds)
         self.batches = BatchIterator(
             self.seqs,
@@ -96,9 +103,9 @@ class Trainer:
             negatives_exclude=cfg.objective.negatives_exclude,
             bucket_by_length=cfg.bucket_by_length,
         )
-        # Objectives average over a batch's targets; rescaling by n_targets / (expected targets per
-        # batch) turns that into a sum with one constant divisor, so batch composition (length
-        # buckets) does not change how much a target counts.
+        # Objectives average over a batch's targets; with loss_norm=constant they rescale that by
+        # n_targets / (expected targets per batch): a sum with one constant divisor, so batch
+        # composition (length buckets) does not change how much a target counts.
         self.targets_per_batch = self.batches.targets_per_batch(cfg.objective.mask_ratio)
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
@@ -294,14 +301,14 @@ class Trainer:
         self.model.train()
         t0 = time.perf_counter()
         total_loss, n_batches, n_seqs, n_targets = 0.0, 0, 0, 0
+        parts: dict[str, float] = {}  # loss components (loss_rec, H2Rec's loss_ca, loss_msg)
         bar = _EpochBar(epoch + 1, cfg.epochs, len(self.batches))
         with bar:
             for batch in self.batches.epoch(epoch):
                 batch = batch.to(self.device)
+                norm = self.targets_per_batch if cfg.loss_norm == "constant" else None
                 with self._autocast():
-                    loss, logs = self.objective(self.model, batch.as_dict())
-                if cfg.loss_norm == "constant":
-                    loss = loss * (logs["n_targets"].to(loss.device) / self.targets_per_batch)
+                    loss, logs = self.objective(self.model, batch.as_dict(), target_norm=norm)
                 assert self.optimizer is not None
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -312,6 +319,9 @@ class Trainer:
                     self.scheduler.step()
                 state["global_step"] += 1
                 total_loss += float(loss.detach())
+                for key, value in logs.items():
+                    if key.startswith("loss_"):
+                        parts[key] = parts.get(key, 0.0) + float(value)
                 n_batches += 1
                 n_seqs += batch.inputs.shape[0]
                 n_targets += batch.n_targets
@@ -321,6 +331,7 @@ class Trainer:
         row: dict[str, Any] = {
             "epoch": epoch + 1,
             "loss": total_loss / max(1, n_batches),
+            **{k: v / max(1, n_batches) for k, v in parts.items()},
             "train_seconds": train_s,
             "sequences_per_s": n_seqs / train_s,
             "targets_per_s": n_targets / train_s,

@@ -1,0 +1,113 @@
+"""H2Rec's two granularity modules: the Multi-granularity Fusion Network (Eq. 2-3), which turns a
+HID query into level weights alpha, and the Multi-granularity Cross Attention (Eq. 4-5), which lets
+the HID sequence read each SID level."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from h2rec.models.parts.encoders import attention_mask
+
+
+class GranularityFusion(nn.Module):
+    """alpha = softmax(W2 relu(W1 [e ; b_prior] + b1) + b2 + b_prior)   (Eq. 2-3).
+
+    `b_prior` (one entry per level) is both an MLP input and a residual on the logits, so before
+    the MLP learns anything alpha follows the prior. `prior_init="linspace"` starts it at
+    [1.0 ... 0.2] (coarse levels first, the reference code's values; the paper gives no init);
+    `learnable=False` keeps it fixed as the reference code does. `enabled=False` is the "w/o FN"
+    ablation: alpha = 1/L everywhere and the module holds no parameters.
+    """
+
+    def __init__(
+        self,
+        d: int,
+        levels: int,
+        hidden: int | None = None,
+        *,
+        enabled: bool = True,
+        prior_init: str = "linspace",
+        learnable: bool = True,
+    ) -> None:
+        super().__init__()
+        self.levels = levels
+        self.enabled = enabled
+        if not enabled:
+            return
+        prior = (
+            torch.linspace(1.0, 0.2, levels) if prior_init == "linspace" else torch.zeros(levels)
+        )
+        if learnable:
+            self.b_prior = nn.Parameter(prior)
+        else:
+            self.register_buffer("b_prior", prior)
+        h = hidden or max(1, d // 2)
+        self.fc1 = nn.Linear(d + levels, h)
+        self.fc2 = nn.Linear(h, levels)
+        # Zero output layer: alpha starts exactly at softmax(b_prior) and the MLP grows from there
+        # (its gradients are non-zero because fc1's activations are), the early-training
+        # behaviour the residual prior is there for.
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
+
+    def logits(self, query: Tensor) -> Tensor:
+        """`query [..., d]` -> unnormalised scores s `[..., L]`."""
+        prior = self.b_prior.to(query.dtype).expand(*query.shape[:-1], self.levels)
+        return self.fc2(F.relu(self.fc1(torch.cat([query, prior], dim=-1)))) + prior
+
+    def forward(self, query: Tensor) -> Tensor:
+        """`query [..., d]` (HID embeddings) -> alpha `[..., L]`, summing to one."""
+        if not self.enabled:
+            return query.new_full((*query.shape[:-1], self.levels), 1.0 / self.levels)
+        return torch.softmax(self.logits(query).float(), dim=-1).to(query.dtype)
+
+
+class GranularityCrossAttention(nn.Module):
+    """E^f = sum_l alpha_l softmax(Q K_l^T / sqrt(d)) V_l (+ E^hid)   (Eq. 4-5).
+
+    Q = E^hid W^Q and K_l = E_g^l W^K, V_l = E_g^l W^V with ONE set of bias-free d x d projections
+    shared by the levels (Eq. 4), single head, scale sqrt(d). A query attends to real keys at or
+    before its own slot when `causal` (so no position sees later items), to all real keys
+    otherwise (bidirectional backbones). All levels are attended in one batched call.
+
+    `query="sid"` is the reference code's reversal (each SID level queries the HID sequence);
+    `residual=False` drops Eq. 5's + E^hid as the reference code does. Both are compatibility
+    options, off by default.
+    """
+
+    def __init__(
+        self, d: int, *, causal: bool = True, query: str = "hid", residual: bool = True
+    ) -> None:
+        super().__init__()
+        self.causal = causal
+        self.query_side = query
+        self.residual = residual
+        self.w_q = nn.Linear(d, d, bias=False)
+        self.w_k = nn.Linear(d, d, bias=False)
+        self.w_v = nn.Linear(d, d, bias=False)
+        self.scale = 1.0 / math.sqrt(d)
+
+    def forward(self, hid: Tensor, levels: Tensor, alpha: Tensor, mask: Tensor) -> Tensor:
+        """`hid [B, L, d]`, `levels [B, L, G, d]` (E_g^1..E_g^G), `alpha [B, L|1, G]`,
+        `mask [B, L]` (True = real) -> E^f `[B, L, d]` (zero at padding slots)."""
+        g_first = levels.permute(0, 2, 1, 3)  # [B, G, L, d]
+        if self.query_side == "hid":
+            q = self.w_q(hid).unsqueeze(1)  # [B, 1, L, d], broadcast over levels
+            k, v = self.w_k(g_first), self.w_v(g_first)
+        else:
+            q = self.w_q(g_first)
+            k, v = self.w_k(hid).unsqueeze(1), self.w_v(hid).unsqueeze(1)
+        n_levels = g_first.shape[1]
+        q = q.expand(-1, n_levels, -1, -1)
+        k = k.expand(-1, n_levels, -1, -1)
+        v = v.expand(-1, n_levels, -1, -1)
+        allowed = attention_mask(mask, self.causal)  # [B, 1, L, L]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=self.scale)
+        fused = torch.einsum("bgld,blg->bld", out, alpha.expand(-1, hid.shape[1], -1))
+        if self.residual:
+            fused = fused + hid
+        return fused * mask.unsqueeze(-1).to(fused.dtype)

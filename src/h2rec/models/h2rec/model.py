@@ -1,0 +1,292 @@
+"""H2Rec (Section 3 of the paper): a SID branch and a HID branch, each with its own sequence
+encoder, joined in the score and aligned by two auxiliary losses.
+
+Per slot t of a left-padded sequence (shapes for batch B, length L, G code levels, width d):
+
+    e^hid_t = E_hid[i_t]                                     HID table, PCA-initialised (Alg. 1 l.6)
+    g^l_t   = E^l[c^l_{i_t}]                                  code tables, codebook-initialised (l.7)
+    alpha_t = softmax(FN([e^hid_t ; b_prior]) + b_prior)      Eq. 2-3 (fusion network)
+    E^sid_t = sum_l alpha_t,l g^l_t                           Eq. 3
+    E^f_t   = sum_l alpha_t,l CrossAttn(e^hid -> g^l)_t + e^hid_t        Eq. 4-5, causal
+    u^sid   = f_theta1(E^sid),  u^hid = f_theta2(E^f)
+    score(j | t) = [e^sid_j ; e^hid_j] . [u^sid_t ; u^hid_t],  e^sid_j = sum_l alpha_t,l E^l[c^l_j]   Eq. 9
+
+At the last slot alpha comes from the HID embedding of the sequence's last REAL item: sequences are
+left-padded, so the last slot always holds it (the reference code reads a padding slot there).
+
+Scoring, without a per-user copy of the item table: sum_l alpha_l (E^l[c^l_j] . u^sid) is a dot
+product of the user vector q_t = [alpha_t,1 u^sid_t ; ... ; alpha_t,G u^sid_t ; u^hid_t] with the
+item row w_j = [E^1[c^1_j] ; ... ; E^G[c^G_j] ; e^hid_j]. `hidden` returns q (width (G+1)d) and
+`item_weights` the concatenated per-level item tables W (n_items+1, (G+1)d), so scoring all items
+is ONE matrix product q W^T, and every objective and the evaluator work unchanged. W is cached in
+eval mode under no_grad (Section 3.4.2) and rebuilt when the parameters change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from h2rec.models.base import SequentialModel
+from h2rec.models.h2rec.alignment import code_guided_alignment, masked_granularity_loss
+from h2rec.models.h2rec.config import H2RecConfig
+from h2rec.models.h2rec.fusion import GranularityCrossAttention, GranularityFusion
+from h2rec.models.h2rec.positives import PositiveSets
+from h2rec.models.inputs import ModelInputs
+from h2rec.models.parts.encoders import BERT4RecEncoder, GRU4RecEncoder, SASRecEncoder
+from h2rec.models.parts.items import HashItemEmbedding
+from h2rec.models.parts.scorers import dot_items
+from h2rec.models.parts.sid import CodeEmbedding
+
+
+def build_encoder(cfg: H2RecConfig) -> nn.Module:
+    """One sequence encoder of the configured backbone (f_theta1 or f_theta2)."""
+    d = cfg.hidden_size
+    if cfg.backbone == "sasrec":
+        return SASRecEncoder(
+            d,
+            n_layers=cfg.n_layers,
+            n_heads=cfg.n_heads,
+            dropout=cfg.dropout,
+            max_len=cfg.max_len,
+            inner_size=cfg.inner_size,
+        )
+    if cfg.backbone == "gru4rec":
+        return GRU4RecEncoder(d, n_layers=cfg.n_layers, dropout=cfg.dropout)
+    return BERT4RecEncoder(
+        d,
+        n_layers=cfg.n_layers,
+        n_heads=cfg.n_heads,
+        dropout=cfg.dropout,
+        max_len=cfg.max_len,
+        inner_size=cfg.inner_size,
+    )
+
+
+@dataclass
+class H2RecState:
+    """What the auxiliary losses reuse from the forward pass."""
+
+    mask: Tensor  # [B, L] real slots
+    levels: Tensor  # [B, L, G, d] g^l_t
+    alpha: Tensor  # [B, L|1, G] fusion weights (those used for E^sid and scoring)
+    u_sid: Tensor  # [B, L, d]
+
+
+class H2Rec(SequentialModel):
+    name = "h2rec"
+
+    def __init__(
+        self,
+        n_items: int,
+        cfg: H2RecConfig,
+        codes: CodeEmbedding,
+        hid: HashItemEmbedding,
+        positives: PositiveSets | None,
+    ) -> None:
+        super().__init__(n_items, cfg.max_len)
+        self.cfg = cfg
+        d = cfg.hidden_size
+        self.d = d
+        self.n_levels = codes.n_levels
+        self.bidirectional = cfg.backbone == "bert4rec"
+        self.codes = codes
+        self.hid = hid
+        self.fusion = GranularityFusion(
+            d,
+            self.n_levels,
+            cfg.fusion_hidden,
+            enabled=cfg.fusion_network,
+            prior_init=cfg.prior_init,
+            learnable=cfg.prior_learnable,
+        )
+        self.cross = (
+            GranularityCrossAttention(
+                d,
+                causal=not self.bidirectional,
+                query=cfg.cross_attention_query,
+                residual=cfg.cross_attention_residual,
+            )
+            if cfg.cross_attention
+            else None
+        )
+        self.sid_encoder = build_encoder(cfg)
+        self.hid_encoder = self.sid_encoder if cfg.shared_encoder else build_encoder(cfg)
+        self.embedding_scale = float(np.sqrt(d)) if cfg.embedding_scaled else 1.0
+        self.positives = positives if cfg.beta > 0 else None
+        # L_MSG's learnable mask token: one vector replacing a whole granularity (Section 3.3.2)
+        self.granularity_mask = nn.Parameter(torch.randn(d) * 0.02) if cfg.gamma > 0 else None
+        self._weights_cache: tuple[tuple[object, ...], Tensor] | None = None
+
+    # -- BERT4Rec backbone support ----------------------------------------------------------
+    @property
+    def mask_token_id(self) -> int | None:
+        """[MASK] id for a bidirectional (cloze-trained) backbone, else None."""
+        return self.n_items + 1 if self.bidirectional else None
+
+    def user_repr(self, seqs: Tensor) -> Tensor:
+        if self.bidirectional:  # BERT4Rec: predict at an appended [MASK]
+            mask = torch.full_like(seqs[:, :1], self.n_items + 1)
+            seqs = torch.cat([seqs[:, 1:], mask], dim=1)
+        return self.hidden(seqs)[:, -1]
+
+    # -- forward ------------------------------------------------------------------------------
+    def alpha(self, e_hid: Tensor) -> Tensor:
+        """Fusion weights from HID embeddings `[B, L, d]`: `[B, L, G]` per slot, or `[B, 1, G]`
+        from the last slot (the last real item) when alpha_scope=sequence."""
+        if self.cfg.alpha_scope == "sequence":
+            e_hid = e_hid[:, -1:]
+        return self.fusion(e_hid)
+
+    def _encode_sid(self, levels: Tensor, weights: Tensor, mask: Tensor) -> Tensor:
+        e_sid = torch.einsum("blgd,blg->bld", levels, weights.expand(-1, levels.shape[1], -1))
+        return self.sid_encoder(e_sid * self.embedding_scale, mask)
+
+    def forward_train(self, seqs: Tensor) -> tuple[Tensor, H2RecState]:
+        if seqs.dim() != 2:
+            raise ValueError(f"expected item sequences [B, L], got shape {tuple(seqs.shape)}")
+        mask = seqs != 0
+        e_hid = self.hid.embed(seqs)
+        levels = self.codes.levels(seqs)
+        alpha = self.alpha(e_hid)
+        sid_weights = (
+            alpha if self.cfg.sid_fusion == "alpha" else torch.full_like(alpha, 1.0 / self.n_levels)
+        )
+        u_sid = self._encode_sid(levels, sid_weights, mask)
+        fused = self.cross(e_hid, levels, alpha, mask) if self.cross is not None else e_hid
+        u_hid = self.hid_encoder(fused * self.embedding_scale, mask)
+        weighted = sid_weights.unsqueeze(-1) * u_sid.unsqueeze(-2)  # [B, L, G, d]
+        user = torch.cat([weighted.flatten(-2), u_hid], dim=-1)
+        return user, H2RecState(mask=mask, levels=levels, alpha=sid_weights, u_sid=u_sid)
+
+    def hidden(self, seqs: Tensor) -> Tensor:
+        return self.forward_train(seqs)[0]
+
+    def fusion_weights(self, seqs: Tensor) -> Tensor:
+        """`[B, G]`: the alpha each user's last real item gives (diagnostics: alpha statistics)."""
+        return self.fusion(self.hid.embed(seqs[:, -1]))
+
+    # -- item side ----------------------------------------------------------------------------
+    def _item_rows(self, items: Tensor) -> Tensor:
+        return torch.cat([self.codes.levels(items).flatten(-2), self.hid.embed(items)], dim=-1)
+
+    def item_weights(self) -> Tensor:
+        """`[n_items + 1, (G + 1) d]`: [E^1[c^1_j] ; ... ; E^G[c^G_j] ; e^hid_j] per item."""
+        if self.training or torch.is_grad_enabled():
+            return self._item_rows(torch.arange(self.n_items + 1, device=self.hid_weight.device))
+        key = tuple((p.data_ptr(), p._version) for p in (self.hid_weight, self.codes.table.weight))
+        if self._weights_cache is None or self._weights_cache[0] != key:
+            rows = self._item_rows(torch.arange(self.n_items + 1, device=self.hid_weight.device))
+            self._weights_cache = (key, rows)
+        return self._weights_cache[1]
+
+    @property
+    def hid_weight(self) -> Tensor:
+        return self.hid.embedding.weight
+
+    def score_items(self, user: Tensor, items: Tensor) -> Tensor:
+        """Only the needed rows are built (sampled losses never touch the whole table)."""
+        return dot_items(user, self._item_rows(items))
+
+    def train(self, mode: bool = True) -> H2Rec:
+        self._weights_cache = None
+        return super().train(mode)
+
+    # -- auxiliary losses -----------------------------------------------------------------------
+    def auxiliary_losses(
+        self, state: H2RecState, inputs: Tensor, targets: Tensor
+    ) -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        if self.positives is not None:
+            out["loss_ca"] = self.cfg.beta * self.alignment_loss(state, targets)
+        if self.granularity_mask is not None:
+            out["loss_msg"] = self.cfg.gamma * self.granularity_loss(state)
+        return out
+
+    def alignment_loss(self, state: H2RecState, targets: Tensor) -> Tensor:
+        """L_CA over the batch's target items (anchors), each with the alpha of its position."""
+        assert self.positives is not None
+        rows, cols = torch.nonzero(targets != 0, as_tuple=True)
+        n = rows.numel()
+        if n < 2:
+            return self.hid_weight.sum() * 0.0
+        if n > self.cfg.ca_max_anchors:  # drawn on the CPU generator: checkpointed, seeded
+            keep = torch.randperm(n)[: self.cfg.ca_max_anchors].to(rows.device)
+            rows, cols = rows[keep], cols[keep]
+        items = targets[rows, cols]
+        alpha = state.alpha.expand(-1, targets.shape[1], -1)[rows, cols]  # [M, G]
+        e_sid = torch.einsum("mgd,mg->md", self.codes.levels(items), alpha)
+        e_hid = self.hid.embed(items)
+        positive = self.positives.mask(items, items)
+        return code_guided_alignment(e_sid, e_hid, positive, self.cfg.ca_temperature)
+
+    def granularity_loss(self, state: H2RecState) -> Tensor:
+        """L_MSG: per sequence one level m (uniform) is replaced by the mask token at every real
+        slot; the SID encoder's last-slot outputs of both views form the positive pair."""
+        assert self.granularity_mask is not None
+        real_rows = state.mask[:, -1]
+        b, _, n_levels, _ = state.levels.shape
+        m = torch.randint(0, n_levels, (b,)).to(state.levels.device)
+        hit = torch.nn.functional.one_hot(m, n_levels).to(torch.bool)  # [B, G]
+        hit = hit[:, None, :, None] & state.mask[:, :, None, None]
+        masked = torch.where(hit, self.granularity_mask.to(state.levels.dtype), state.levels)
+        u_masked = self._encode_sid(masked, state.alpha, state.mask)[:, -1]
+        u_full = state.u_sid[:, -1]
+        if int(real_rows.sum()) < 2:
+            return self.granularity_mask.sum() * 0.0
+        return masked_granularity_loss(
+            u_full[real_rows], u_masked[real_rows], self.cfg.msg_temperature
+        )
+
+
+def build_h2rec_model(n_items: int, cfg: H2RecConfig, inputs: ModelInputs) -> H2Rec:
+    """Assemble H2Rec from the dataset's SIDs, codebooks, text vectors and training sequences."""
+    from h2rec.errors import ConfigError
+    from h2rec.models.companions import pca_item_vectors
+
+    inputs.require("h2rec", "codes")
+    assert inputs.codes is not None and inputs.codebook_sizes is not None
+    d = cfg.hidden_size
+    extra = 1 if cfg.backbone == "bert4rec" else 0
+    hid = HashItemEmbedding(n_items, d, extra_tokens=extra)
+    if cfg.hid_init == "pca":
+        inputs.require("h2rec (hid_init=pca)", "text_vectors")
+        assert inputs.text_vectors is not None
+        hid.load_item_vectors(torch.from_numpy(pca_item_vectors(inputs.text_vectors, d)))
+    rms = float(hid.weight_for_scoring()[1:].detach().pow(2).mean().sqrt())
+    if cfg.code_init == "codebook" and inputs.codebooks is None:
+        raise ConfigError(
+            f"model.code_init=codebook but the SIDs '{inputs.names.get('sids', '?')}' have no "
+            "codebooks (published codes); set model.code_init=random"
+        )
+    codes = CodeEmbedding(
+        inputs.codes,
+        inputs.codebook_sizes,
+        d,
+        codebooks=inputs.codebooks if cfg.code_init == "codebook" else None,
+        target_rms=rms,
+        extra_tokens=extra,
+    )
+    positives = None
+    if cfg.beta > 0:
+        inputs.require("h2rec (beta > 0)", "train_offsets", "train_items")
+        if cfg.ca_code_positives and cfg.ca_p > inputs.codes.shape[1]:
+            raise ConfigError(
+                f"model.ca_p={cfg.ca_p} exceeds the {inputs.codes.shape[1]} code levels of SIDs "
+                f"'{inputs.names.get('sids', '?')}'; set model.ca_p <= {inputs.codes.shape[1]}"
+            )
+        positives = PositiveSets(
+            inputs.codes,
+            inputs.train_offsets,
+            inputs.train_items,
+            n_items,
+            p=cfg.ca_p,
+            window=cfg.ca_window,
+            code_match=cfg.ca_code_match,
+            use_codes=cfg.ca_code_positives,
+            use_cooccurrence=cfg.ca_cooccurrence,
+        )
+    return H2Rec(n_items, cfg, codes, hid, positives)
