@@ -134,12 +134,24 @@ class H2Rec(SequentialModel):
         return self.hidden(seqs)[:, -1]
 
     # -- forward ------------------------------------------------------------------------------
-    def alpha(self, e_hid: Tensor) -> Tensor:
-        """Fusion weights from HID embeddings `[B, L, d]`: `[B, L, G]` per slot, or `[B, 1, G]`
-        from the last slot (the last real item) when alpha_scope=sequence."""
+    def alpha(self, e_query: Tensor) -> Tensor:
+        """Fusion weights from the query HID embeddings `[B, L, d]`: `[B, L, G]` per slot, or
+        `[B, 1, G]` from the last slot (the last real item) when alpha_scope=sequence."""
         if self.cfg.alpha_scope == "sequence":
-            e_hid = e_hid[:, -1:]
-        return self.fusion(e_hid)
+            e_query = e_query[:, -1:]
+        return self.fusion(e_query)
+
+    def query_items(self, seqs: Tensor) -> Tensor:
+        """The item whose HID embedding queries the fusion network at each slot: the slot's own
+        item, except that a [MASK] slot (bidirectional backbone) takes the nearest earlier real
+        item, so an appended [MASK] gets e_N's alpha as Eq. 2 says (not one alpha for everyone)."""
+        if not self.bidirectional:
+            return seqs
+        real = (seqs != 0) & (seqs != self.n_items + 1)
+        slots = torch.arange(seqs.shape[1], device=seqs.device).expand_as(seqs)
+        last = torch.where(real, slots, torch.full_like(slots, -1)).cummax(dim=1).values
+        filled = torch.gather(seqs, 1, last.clamp(min=0))
+        return torch.where(last >= 0, filled, seqs)
 
     def _encode_sid(self, levels: Tensor, weights: Tensor, mask: Tensor) -> Tensor:
         e_sid = torch.einsum("blgd,blg->bld", levels, weights.expand(-1, levels.shape[1], -1))
@@ -151,7 +163,8 @@ class H2Rec(SequentialModel):
         mask = seqs != 0
         e_hid = self.hid.embed(seqs)
         levels = self.codes.levels(seqs)
-        alpha = self.alpha(e_hid)
+        queries = self.query_items(seqs)
+        alpha = self.alpha(e_hid if queries is seqs else self.hid.embed(queries))
         sid_weights = (
             alpha if self.cfg.sid_fusion == "alpha" else torch.full_like(alpha, 1.0 / self.n_levels)
         )

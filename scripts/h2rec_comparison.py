@@ -1,0 +1,170 @@
+"""H2Rec vs SASRec vs SID-only vs HID+SID concat (issue 5, section 10): run and report.
+
+Resumable: a finished cell (run folder with summary.json) is skipped, an interrupted one resumes
+from its last checkpoint. Each finished cell's summary and test results are copied to
+docs/results/h2rec/ (small JSON files, committed). Cells can be split over processes with
+--lane i/n (cell k runs in lane k mod n), e.g. two single-threaded lanes on a 2-core machine.
+
+    python scripts/h2rec_comparison.py run --datasets beauty --lane 0/2 --threads 1
+    python scripts/h2rec_comparison.py report      # Markdown tables from docs/results/h2rec/
+    python scripts/h2rec_comparison.py alpha --run runs/cmp-h2rec-beauty-s42   # alpha statistics
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "results" / "h2rec"
+MODELS = {  # label -> config stem (train/<stem>-<dataset>)
+    "SASRec": "sasrec-{ds}-bpr",
+    "SID-only": "sid-only-{ds}",
+    "HID+SID concat": "hid-sid-concat-{ds}",
+    "H2Rec": "h2rec-{ds}",
+}
+SEEDS = (42, 43, 44)
+
+
+def cells(datasets: list[str], models: list[str], seeds: list[int]) -> list[tuple[str, str, int]]:
+    return [(ds, m, s) for ds in datasets for s in seeds for m in models]
+
+
+def run(args: argparse.Namespace) -> None:
+    from h2rec.config import load_config
+    from h2rec.training import TrainConfig, Trainer
+
+    lane, n_lanes = (int(x) for x in args.lane.split("/"))
+    todo = cells(args.datasets, args.models, args.seeds)
+    for k, (ds, label, seed) in enumerate(todo):
+        if k % n_lanes != lane:
+            continue
+        stem = MODELS[label].format(ds=ds)
+        name = f"cmp-{stem}-s{seed}"
+        overrides = [f"seed={seed}", f"name={name}"]
+        if args.threads:
+            overrides.append(f"threads={args.threads}")
+        cfg = load_config(TrainConfig, f"train/{stem}", overrides)
+        run_dir = Path(cfg.runs_dir) / name
+        if not (run_dir / "summary.json").is_file():
+            resume = (run_dir / "checkpoints" / "last").exists()
+            print(f"[{k + 1}/{len(todo)}] {name} ({'resume' if resume else 'start'})", flush=True)
+            Trainer(cfg).fit(resume=resume, overwrite=not resume)
+        dest = OUT / ds
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(run_dir / "summary.json", dest / f"{name}.summary.json")
+        for f in (run_dir / "results").glob("*.json"):
+            shutil.copy(f, dest / f"{name}.{f.name}")
+        if (run_dir / "metrics.jsonl").is_file():
+            shutil.copy(run_dir / "metrics.jsonl", dest / f"{name}.metrics.jsonl")
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.4f} ± {std:.4f}" if len(values) > 1 else f"{mean:.4f}"
+
+
+def report(args: argparse.Namespace) -> None:
+    lines = []
+    for ds in args.datasets:
+        for protocol in ("full", "uni100"):
+            rows = []
+            for label, stem in MODELS.items():
+                stem = stem.format(ds=ds)
+                got: dict[str, list[float]] = {}
+                seeds, secs = [], []
+                for seed in args.seeds:
+                    path = OUT / ds / f"cmp-{stem}-s{seed}.test-{protocol}.json"
+                    summ = OUT / ds / f"cmp-{stem}-s{seed}.summary.json"
+                    if not path.is_file():
+                        continue
+                    res = json.loads(path.read_text())
+                    seeds.append(seed)
+                    secs.append(json.loads(summ.read_text())["train_seconds"])
+                    for group, key in (("overall", None), ("head", "head"), ("tail", "tail")):
+                        metrics = res["overall"] if key is None else res["groups"][key]["metrics"]
+                        for m in ("HR@10", "NDCG@10"):
+                            got.setdefault(f"{group} {m}", []).append(metrics[m])
+                if not seeds:
+                    continue
+                cols = [
+                    _mean_std(got[f"{g} {m}"])
+                    for g in ("overall", "head", "tail")
+                    for m in ("HR@10", "NDCG@10")
+                ]
+                mins = statistics.fmean(secs) / 60
+                rows.append(
+                    f"| {label} | {','.join(map(str, seeds))} | "
+                    + " | ".join(cols)
+                    + f" | {mins:.0f} |"
+                )
+            if rows:
+                lines += [
+                    f"**{ds}, {protocol}** (test, leave-one-out, pessimistic ties; mean ± std over seeds)",
+                    "",
+                    "| model | seeds | HR@10 | NDCG@10 | head HR@10 | head NDCG@10 | tail HR@10 "
+                    "| tail NDCG@10 | train min/run |",
+                    "|---|---|---|---|---|---|---|---|---|",
+                    *rows,
+                    "",
+                ]
+    print("\n".join(lines))
+
+
+def alpha(args: argparse.Namespace) -> None:
+    """Fusion weights alpha of a trained H2Rec over the test users: mean and std per level,
+    split by whether the user's last item (the query) is a head or a tail item."""
+    import numpy as np
+    import torch
+
+    from h2rec.data.popularity import head_mask
+    from h2rec.evaluation.examples import build_examples
+    from h2rec.training.trainer import load_run
+
+    cfg, trainer = load_run(args.run)
+    model = trainer.model.eval()
+    ex = build_examples(trainer.ds, "test", cfg.max_len)
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(ex.users), 4096):
+            h = torch.from_numpy(ex.histories[start : start + 4096]).to(trainer.device)
+            out.append(model.fusion_weights(h).float().cpu().numpy())
+    a = np.concatenate(out)
+    head = head_mask(trainer.ds.item_popularity("train"))[ex.histories[:, -1]]
+    print(f"{args.run}: alpha over {len(a):,} test users ({a.shape[1]} levels)")
+    for name, rows in (("all", slice(None)), ("last item head", head), ("last item tail", ~head)):
+        sub = a[rows]
+        print(
+            f"  {name:>15}: mean "
+            + " ".join(f"{v:.3f}" for v in sub.mean(0))
+            + "  std "
+            + " ".join(f"{v:.3f}" for v in sub.std(0))
+            + f"  (n={len(sub):,})"
+        )
+    if hasattr(model.fusion, "b_prior"):
+        prior = torch.softmax(model.fusion.b_prior.detach().float(), 0).cpu().numpy()
+        print("  softmax(b_prior): " + " ".join(f"{v:.3f}" for v in prior))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("command", choices=["run", "report", "alpha"])
+    p.add_argument("--run", help="alpha: a trained H2Rec run folder")
+    p.add_argument("--datasets", nargs="+", default=["beauty", "yelp"])
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    p.add_argument("--lane", default="0/1", help="i/n: run every n-th cell starting at i")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    {"run": run, "report": report, "alpha": alpha}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

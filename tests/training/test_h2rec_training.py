@@ -1,0 +1,74 @@
+"""H2Rec trained end to end on small synthetic data: its SIDs carry the catalogue's taxonomy, so
+tail items (few interactions, informative codes) must be ranked better than by SASRec trained with
+the same loss (Eq. 10), size and budget — the tail half of the paper's claim, on data where the
+codes are informative by construction."""
+
+from __future__ import annotations
+
+import pytest
+
+from h2rec.config import apply_overrides, read_yaml, validate
+from h2rec.data import PrepareConfig, prepare
+from h2rec.data.synth import SynthConfig, generate, write_recbole
+from h2rec.sid.artifacts import tokenize_dataset
+from h2rec.sid.config import TokenizerConfig
+from h2rec.text import EmbedConfig, embed_items, save_item_embeddings
+from h2rec.training import TrainConfig, Trainer
+
+
+@pytest.fixture(scope="module")
+def synth_ds(tmp_path_factory):
+    root = tmp_path_factory.mktemp("h2rec-synth")
+    write_recbole(
+        generate(SynthConfig(n_users=1500, n_items=400, n_categories=4, seed=7)), root / "raw"
+    )
+    cfg = validate(
+        PrepareConfig,
+        apply_overrides(
+            read_yaml("data/synth"), [f"source.path={root / 'raw'}", f"output={root / 'prep'}"]
+        ),
+    )
+    ds = prepare(cfg)
+    emb = embed_items(ds, EmbedConfig(kind="tfidf", tfidf={"dim": 64}), cache_dir=root / "cache")
+    save_item_embeddings(emb, ds, "tfidf")
+    tok = TokenizerConfig(method="rqkmeans", levels=3, codebook_size=8, seed=0)
+    tokenize_dataset(ds, tok, embeddings="tfidf", name="rqk")
+    return ds
+
+
+def _run(tmp_path, ds, name: str, model: str) -> dict:
+    cfg = validate(
+        TrainConfig,
+        apply_overrides(
+            read_yaml("train/h2rec-synth"),
+            [
+                f"name={name}",
+                f"data={ds.path}",
+                f"runs_dir={tmp_path}",
+                f"model={model}",
+                "eval.test_protocols=[full]",
+                "batch_size=128",
+                "max_len=20",
+                "epochs=12",
+                "eval.patience=12",
+                "seed=0",
+            ],
+        ),
+    )
+    out = Trainer(cfg, ds).fit()
+    return out["results"]["full"]
+
+
+def test_h2rec_beats_sasrec_on_tail_items(tmp_path, synth_ds) -> None:
+    h2 = _run(
+        tmp_path,
+        synth_ds,
+        "h2rec",
+        "{name: h2rec, hidden_size: 32, sids: rqk, text_embeddings: tfidf, ca_p: 2}",
+    )
+    sas = _run(tmp_path, synth_ds, "sasrec", "{name: sasrec, hidden_size: 32}")
+    tail_h2 = h2.groups["tail"].metrics["NDCG@10"]
+    tail_sas = sas.groups["tail"].metrics["NDCG@10"]
+    # Measured: 0.138 vs 0.119 (BPR, 12 epochs, seed 0). Overall and head are NOT asserted: on
+    # this small catalogue H2Rec's head is below SASRec's (0.305 vs 0.382), see docs/results.md.
+    assert tail_h2 > 1.1 * tail_sas, (tail_h2, tail_sas)
