@@ -211,7 +211,12 @@ def test_module_buffers_device_and_dtype() -> None:
     codes, seqs = make_data(seed=5)
     pos = build(codes, seqs, p=2, window=2)
     assert list(pos.parameters()) == []
-    assert {n for n, _ in pos.named_buffers()} == {"group_ids", "codes", "cooc_keys"}
+    assert {n for n, _ in pos.named_buffers()} == {
+        "group_ids",
+        "codes",
+        "cooc_indptr",
+        "cooc_indices",
+    }
     assert pos.state_dict() == {}  # derived data stays out of checkpoints
     pos = pos.to("cpu")
     a = torch.tensor([1, 2, 3], dtype=torch.int64)

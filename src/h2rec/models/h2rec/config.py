@@ -60,7 +60,7 @@ class H2RecConfig(ModelConfig):
     ca_window: int = Field(3, ge=1)  # co-occurrence part of P(i): window w in training sequences
     ca_code_positives: bool = True  # False: drop P_C(i)
     ca_cooccurrence: bool = True  # False: drop P_H(i)
-    ca_max_anchors: int = Field(1024, ge=2)  # anchors per batch (targets, subsampled beyond this)
+    ca_max_anchors: int = Field(256, ge=2)  # anchors per batch: targets, drawn uniformly (Eq. 7: B)
 
     @model_validator(mode="after")
     def _check(self) -> H2RecConfig:

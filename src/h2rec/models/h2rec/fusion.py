@@ -72,7 +72,8 @@ class GranularityCrossAttention(nn.Module):
     Q = E^hid W^Q and K_l = E_g^l W^K, V_l = E_g^l W^V with ONE set of bias-free d x d projections
     shared by the levels (Eq. 4), single head, scale sqrt(d). A query attends to real keys at or
     before its own slot when `causal` (so no position sees later items), to all real keys
-    otherwise (bidirectional backbones). All levels are attended in one batched call.
+    otherwise (bidirectional backbones). All levels share one query, so the G attentions are two
+    batched products: Q [K_1..K_G]^T, then the alpha-scaled weights times [V_1..V_G].
 
     `query="sid"` is the reference code's reversal (each SID level queries the HID sequence);
     `residual=False` drops Eq. 5's + E^hid as the reference code does. Both are compatibility
@@ -91,20 +92,52 @@ class GranularityCrossAttention(nn.Module):
         self.w_v = nn.Linear(d, d, bias=False)
         self.scale = 1.0 / math.sqrt(d)
 
-    def forward(self, hid: Tensor, levels: Tensor, alpha: Tensor, mask: Tensor) -> Tensor:
+    def forward(
+        self,
+        hid: Tensor,
+        levels: Tensor,
+        alpha: Tensor,
+        mask: Tensor,
+        keys: Tensor | None = None,
+        values: Tensor | None = None,
+    ) -> Tensor:
         """`hid [B, L, d]`, `levels [B, L, G, d]` (E_g^1..E_g^G), `alpha [B, L|1, G]`,
-        `mask [B, L]` (True = real) -> E^f `[B, L, d]` (zero at padding slots)."""
+        `mask [B, L]` (True = real) -> E^f `[B, L, d]` (zero at padding slots).
+
+        `keys`/`values` `[B, L, G, d]`: K_l and V_l precomputed by the caller, e.g. by projecting
+        the small code table once and gathering (`project_table`), which is G L / (codes) times
+        cheaper than projecting every slot of every level."""
+        if self.query_side == "sid":
+            return self._sid_query(hid, levels, alpha, mask)
+        b, length, n_levels, d = levels.shape
+        if keys is None or values is None:
+            keys, values = self.w_k(levels), self.w_v(levels)
+        q = self.w_q(hid)  # [B, L, d]
+        k = keys.permute(0, 2, 1, 3).reshape(b, n_levels * length, d)  # level-major key slots
+        v = values.permute(0, 2, 1, 3).reshape(b, n_levels * length, d)
+        scores = torch.bmm(q, k.transpose(1, 2)).view(b, length, n_levels, length)
+        allowed = attention_mask(mask, self.causal)[:, 0]  # [B, L, L]
+        scores = scores.float().masked_fill(~allowed[:, :, None, :], float("-inf"))
+        weights = torch.softmax(scores * self.scale, dim=-1)  # per level, over key slots
+        # sum_l alpha_l softmax(Q K_l^T) V_l  ==  [alpha-scaled weights of all levels] @ [V_1..V_G]
+        weights = weights * alpha.expand(-1, length, -1).float().unsqueeze(-1)
+        fused = torch.bmm(weights.view(b, length, n_levels * length).to(v.dtype), v)
+        if self.residual:
+            fused = fused + hid
+        return fused * mask.unsqueeze(-1).to(fused.dtype)
+
+    def project_table(self, table: Tensor) -> tuple[Tensor, Tensor]:
+        """(table W^K, table W^V) for a code-embedding table: K_l and V_l of any slot are rows of
+        these (a linear map commutes with the lookup)."""
+        return self.w_k(table), self.w_v(table)
+
+    def _sid_query(self, hid: Tensor, levels: Tensor, alpha: Tensor, mask: Tensor) -> Tensor:
+        """The reference code's direction: each SID level queries the HID sequence."""
         g_first = levels.permute(0, 2, 1, 3)  # [B, G, L, d]
-        if self.query_side == "hid":
-            q = self.w_q(hid).unsqueeze(1)  # [B, 1, L, d], broadcast over levels
-            k, v = self.w_k(g_first), self.w_v(g_first)
-        else:
-            q = self.w_q(g_first)
-            k, v = self.w_k(hid).unsqueeze(1), self.w_v(hid).unsqueeze(1)
         n_levels = g_first.shape[1]
-        q = q.expand(-1, n_levels, -1, -1)
-        k = k.expand(-1, n_levels, -1, -1)
-        v = v.expand(-1, n_levels, -1, -1)
+        q = self.w_q(g_first)
+        k = self.w_k(hid).unsqueeze(1).expand(-1, n_levels, -1, -1)
+        v = self.w_v(hid).unsqueeze(1).expand(-1, n_levels, -1, -1)
         allowed = attention_mask(mask, self.causal)  # [B, 1, L, L]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=self.scale)
         fused = torch.einsum("bgld,blg->bld", out, alpha.expand(-1, hid.shape[1], -1))

@@ -74,6 +74,7 @@ class H2RecState:
     levels: Tensor  # [B, L, G, d] g^l_t
     alpha: Tensor  # [B, L|1, G] fusion weights (those used for E^sid and scoring)
     u_sid: Tensor  # [B, L, d]
+    u_masked: Tensor | None = None  # [B, d] L_MSG's masked view at the last slot (training only)
 
 
 class H2Rec(SequentialModel):
@@ -162,18 +163,42 @@ class H2Rec(SequentialModel):
             raise ValueError(f"expected item sequences [B, L], got shape {tuple(seqs.shape)}")
         mask = seqs != 0
         e_hid = self.hid.embed(seqs)
-        levels = self.codes.levels(seqs)
+        keys = values = None
+        if self.cross is not None and self.cfg.cross_attention_query == "hid":
+            # One gather for g^l, K_l and V_l: project the small code table, then look up rows.
+            table = self.codes.table.weight
+            k_table, v_table = self.cross.project_table(table)
+            levels, keys, values = self.codes.levels(
+                seqs, torch.cat([table, k_table, v_table], dim=1)
+            ).split(self.d, dim=-1)
+        else:
+            levels = self.codes.levels(seqs)
         queries = self.query_items(seqs)
         alpha = self.alpha(e_hid if queries is seqs else self.hid.embed(queries))
         sid_weights = (
             alpha if self.cfg.sid_fusion == "alpha" else torch.full_like(alpha, 1.0 / self.n_levels)
         )
-        u_sid = self._encode_sid(levels, sid_weights, mask)
-        fused = self.cross(e_hid, levels, alpha, mask) if self.cross is not None else e_hid
+        u_masked = None
+        if self.training and self.granularity_mask is not None:
+            # L_MSG's masked view shares the SID encoder call with the global view: one batch of
+            # 2B sequences runs faster than two of B (same result; dropout draws differ).
+            both = self._encode_sid(
+                torch.cat([levels, self.mask_granularity(levels, mask)]),
+                torch.cat([sid_weights, sid_weights]),
+                torch.cat([mask, mask]),
+            )
+            u_sid, u_masked = both[: seqs.shape[0]], both[seqs.shape[0] :, -1]
+        else:
+            u_sid = self._encode_sid(levels, sid_weights, mask)
+        fused = e_hid
+        if self.cross is not None:
+            fused = self.cross(e_hid, levels, alpha, mask, keys, values)
         u_hid = self.hid_encoder(fused * self.embedding_scale, mask)
         weighted = sid_weights.unsqueeze(-1) * u_sid.unsqueeze(-2)  # [B, L, G, d]
         user = torch.cat([weighted.flatten(-2), u_hid], dim=-1)
-        return user, H2RecState(mask=mask, levels=levels, alpha=sid_weights, u_sid=u_sid)
+        state = H2RecState(mask=mask, levels=levels, alpha=sid_weights, u_sid=u_sid)
+        state.u_masked = u_masked
+        return user, state
 
     def hidden(self, seqs: Tensor) -> Tensor:
         return self.forward_train(seqs)[0]
@@ -236,22 +261,29 @@ class H2Rec(SequentialModel):
         positive = self.positives.mask(items, items)
         return code_guided_alignment(e_sid, e_hid, positive, self.cfg.ca_temperature)
 
+    def mask_granularity(self, levels: Tensor, mask: Tensor) -> Tensor:
+        """L_MSG's masked view: per sequence one level m, drawn uniformly on the CPU generator
+        (seeded, checkpointed), is replaced by the learnable mask token at every real slot."""
+        assert self.granularity_mask is not None
+        b, _, n_levels, _ = levels.shape
+        m = torch.randint(0, n_levels, (b,)).to(levels.device)
+        hit = torch.nn.functional.one_hot(m, n_levels).to(torch.bool)  # [B, G]
+        hit = hit[:, None, :, None] & mask[:, :, None, None]
+        return torch.where(hit, self.granularity_mask.to(levels.dtype), levels)
+
     def granularity_loss(self, state: H2RecState) -> Tensor:
-        """L_MSG: per sequence one level m (uniform) is replaced by the mask token at every real
-        slot; the SID encoder's last-slot outputs of both views form the positive pair."""
+        """L_MSG: the SID encoder's last-slot outputs of the global and the granularity-masked
+        view form the positive pair; other users in the batch are the negatives."""
         assert self.granularity_mask is not None
         real_rows = state.mask[:, -1]
-        b, _, n_levels, _ = state.levels.shape
-        m = torch.randint(0, n_levels, (b,)).to(state.levels.device)
-        hit = torch.nn.functional.one_hot(m, n_levels).to(torch.bool)  # [B, G]
-        hit = hit[:, None, :, None] & state.mask[:, :, None, None]
-        masked = torch.where(hit, self.granularity_mask.to(state.levels.dtype), state.levels)
-        u_masked = self._encode_sid(masked, state.alpha, state.mask)[:, -1]
-        u_full = state.u_sid[:, -1]
+        u_masked = state.u_masked
+        if u_masked is None:  # forward_train ran in eval mode: make the masked view now
+            masked = self.mask_granularity(state.levels, state.mask)
+            u_masked = self._encode_sid(masked, state.alpha, state.mask)[:, -1]
         if int(real_rows.sum()) < 2:
             return self.granularity_mask.sum() * 0.0
         return masked_granularity_loss(
-            u_full[real_rows], u_masked[real_rows], self.cfg.msg_temperature
+            state.u_sid[:, -1][real_rows], u_masked[real_rows], self.cfg.msg_temperature
         )
 
 

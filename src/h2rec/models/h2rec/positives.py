@@ -13,10 +13,10 @@ The caller must pass training-split sequences only: every pair found in ``train_
 a positive, so a validation or test item in those arrays would leak held-out interactions into
 the loss. Nothing but ``train_offsets``/``train_items`` is read for co-occurrence.
 
-Co-occurrence pairs are stored sparsely as sorted int64 keys ``a * (n_items + 1) + b``, which
-is exactly row-major CSR order, so membership in :meth:`PositiveSets.mask` is a
-``torch.searchsorted`` on the device of the inputs and no dense ``[n_items, n_items]`` matrix
-is ever built.
+Co-occurrence pairs are stored sparsely as CSR (``indptr``/``indices`` buffers); membership in
+:meth:`PositiveSets.mask` walks the anchors' rows with tensor ops on the inputs' device, and no
+dense ``[n_items, n_items]`` matrix is ever built (the reference code's dense matrix would take
+13 GB for Beauty).
 """
 
 from __future__ import annotations
@@ -175,7 +175,10 @@ class PositiveSets(torch.nn.Module):
 
         self.register_buffer("group_ids", torch.from_numpy(self._group_np.copy()), persistent=False)
         self.register_buffer("codes", torch.from_numpy(self._codes_np.copy()), persistent=False)
-        self.register_buffer("cooc_keys", torch.from_numpy(keys.copy()), persistent=False)
+        self.register_buffer("cooc_indptr", torch.from_numpy(self._indptr.copy()), persistent=False)
+        self.register_buffer(
+            "cooc_indices", torch.from_numpy(self._indices.copy()), persistent=False
+        )
         self.build_seconds = time.perf_counter() - t0
 
     def extra_repr(self) -> str:
@@ -215,12 +218,28 @@ class PositiveSets(torch.nn.Module):
                 for level in range(self.n_levels):
                     count += ca[:, None, level] == co[None, :, level]
                 out |= count >= self.p
-        keys: Tensor = self.cooc_keys
-        if self.use_cooccurrence and keys.numel() > 0:
-            query = a[:, None] * (self.n_items + 1) + o[None, :]
-            idx = torch.searchsorted(keys, query).clamp_(max=keys.numel() - 1)
-            out |= keys[idx] == query
+        if self.use_cooccurrence and self.cooc_indices.numel() > 0:
+            out |= self._cooc_mask(a, o)
         return out
+
+    def _cooc_mask(self, a: Tensor, o: Tensor) -> Tensor:
+        """Co-occurrence membership by walking the anchors' CSR rows: O(sum |P_H(a)| + M N),
+        not M N binary searches (about 10x faster for a 1024-anchor batch)."""
+        indptr: Tensor = self.cooc_indptr
+        indices: Tensor = self.cooc_indices
+        uniq, inv = torch.unique(o, return_inverse=True)
+        lookup = torch.full((self.n_items + 1,), -1, dtype=torch.long, device=o.device)
+        lookup[uniq] = torch.arange(uniq.numel(), device=o.device)
+        starts = indptr[a]
+        counts = indptr[a + 1] - starts
+        rows = torch.repeat_interleave(torch.arange(a.numel(), device=a.device), counts)
+        first = torch.cumsum(counts, 0) - counts  # where each anchor's run starts in `rows`
+        flat = starts[rows] + torch.arange(rows.numel(), device=a.device) - first[rows]
+        cols = lookup[indices[flat]]
+        keep = cols >= 0
+        hit = torch.zeros(a.numel(), uniq.numel(), dtype=torch.bool, device=a.device)
+        hit[rows[keep], cols[keep]] = True
+        return hit[:, inv]
 
     def _check_item(self, item: int) -> int:
         if not 1 <= int(item) <= self.n_items:

@@ -99,8 +99,11 @@ class CodeEmbedding(nn.Module):
                     )
             self.table.weight[0].zero_()
 
-    def levels(self, ids: Tensor) -> Tensor:
-        return self.table(self.item_rows[ids])
+    def levels(self, ids: Tensor, table: Tensor | None = None) -> Tensor:
+        """`[*ids.shape, L, d]`; `table` (default: the embedding weights) may be any per-row map
+        of them, e.g. a projection of the whole table, looked up the same way."""
+        rows = self.item_rows[ids]
+        return self.table(rows) if table is None else torch.nn.functional.embedding(rows, table)
 
     def item_levels(self) -> Tensor:
         return self.table(self.item_rows[: self.n_items + 1])
