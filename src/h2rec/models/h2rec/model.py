@@ -75,6 +75,7 @@ class H2RecState:
     alpha: Tensor  # [B, L|1, G] fusion weights (those used for E^sid and scoring)
     u_sid: Tensor  # [B, L, d]
     u_masked: Tensor | None = None  # [B, d] L_MSG's masked view at the last slot (training only)
+    u_hid: Tensor | None = None  # [B, L, d]
 
 
 class H2Rec(SequentialModel):
@@ -132,7 +133,11 @@ class H2Rec(SequentialModel):
         if self.bidirectional:  # BERT4Rec: predict at an appended [MASK]
             mask = torch.full_like(seqs[:, :1], self.n_items + 1)
             seqs = torch.cat([seqs[:, 1:], mask], dim=1)
-        return self.hidden(seqs)[:, -1]
+        state = self.encode(seqs)  # q is built at the last slot only
+        assert state.u_hid is not None
+        return self.user_vectors(
+            state.u_sid[:, -1], state.u_hid[:, -1], state.alpha.expand(-1, seqs.shape[1], -1)[:, -1]
+        )
 
     # -- forward ------------------------------------------------------------------------------
     def alpha(self, e_query: Tensor) -> Tensor:
@@ -159,6 +164,12 @@ class H2Rec(SequentialModel):
         return self.sid_encoder(e_sid * self.embedding_scale, mask)
 
     def forward_train(self, seqs: Tensor) -> tuple[Tensor, H2RecState]:
+        state = self.encode(seqs)
+        assert state.u_hid is not None
+        return self.user_vectors(state.u_sid, state.u_hid, state.alpha), state
+
+    def encode(self, seqs: Tensor) -> H2RecState:
+        """Both branches over `seqs [B, L]`: alpha, u_sid and u_hid at every slot."""
         if seqs.dim() != 2:
             raise ValueError(f"expected item sequences [B, L], got shape {tuple(seqs.shape)}")
         mask = seqs != 0
@@ -194,11 +205,16 @@ class H2Rec(SequentialModel):
         if self.cross is not None:
             fused = self.cross(e_hid, levels, alpha, mask, keys, values)
         u_hid = self.hid_encoder(fused * self.embedding_scale, mask)
-        weighted = sid_weights.unsqueeze(-1) * u_sid.unsqueeze(-2)  # [B, L, G, d]
-        user = torch.cat([weighted.flatten(-2), u_hid], dim=-1)
         state = H2RecState(mask=mask, levels=levels, alpha=sid_weights, u_sid=u_sid)
         state.u_masked = u_masked
-        return user, state
+        state.u_hid = u_hid
+        return state
+
+    @staticmethod
+    def user_vectors(u_sid: Tensor, u_hid: Tensor, weights: Tensor) -> Tensor:
+        """q = [alpha_1 u_sid ; ... ; alpha_G u_sid ; u_hid]: the user side of Eq. 9."""
+        weighted = weights.unsqueeze(-1) * u_sid.unsqueeze(-2)  # [..., G, d]
+        return torch.cat([weighted.flatten(-2), u_hid], dim=-1)
 
     def hidden(self, seqs: Tensor) -> Tensor:
         return self.forward_train(seqs)[0]
