@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from h2rec.config import apply_overrides, read_yaml, validate
+from h2rec.config import apply_overrides, dump_yaml, read_yaml, validate
 from h2rec.data import PrepareConfig, prepare
 from h2rec.data.synth import SynthConfig, generate, write_recbole
 from h2rec.sid.artifacts import tokenize_dataset
@@ -72,3 +72,20 @@ def test_h2rec_beats_sasrec_on_tail_items(tmp_path, synth_ds) -> None:
     # Measured: 0.138 vs 0.119 (BPR, 12 epochs, seed 0). Overall and head are NOT asserted: on
     # this small catalogue H2Rec's head is below SASRec's (0.305 vs 0.382), see docs/results.md.
     assert tail_h2 > 1.1 * tail_sas, (tail_h2, tail_sas)
+
+
+def test_h2rec_defaults_to_the_papers_pairwise_loss(tmp_path, synth_ds) -> None:
+    raw = apply_overrides(
+        read_yaml("train/h2rec-synth"),
+        [
+            f"data={synth_ds.path}",
+            f"runs_dir={tmp_path}",
+            "model={name: h2rec, hidden_size: 8, sids: rqk, text_embeddings: tfidf, ca_p: 2}",
+        ],
+    )
+    raw["objective"].pop("loss")
+    trainer = Trainer(validate(TrainConfig, raw), synth_ds)
+    assert trainer.cfg.objective.loss == "bpr"
+    assert "loss: bpr" in dump_yaml(trainer.cfg)
+    raw["model"] = {"name": "sasrec", "hidden_size": 8}
+    assert Trainer(validate(TrainConfig, raw), synth_ds).cfg.objective.loss == "ce"

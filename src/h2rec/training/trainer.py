@@ -90,6 +90,13 @@ class Trainer:
             **params,
         ).to(self.device)
         self.trainable = getattr(self.model, "trainable", True)
+        default_loss = getattr(self.model, "default_loss", None)
+        if default_loss and "loss" not in cfg.objective.model_fields_set:
+            # The model's own paper loss (H2Rec: Eq. 10's pairwise loss) when the config names
+            # none; written into the resolved config, so the run folder says what was used.
+            objective = cfg.objective.model_copy(update={"loss": default_loss})
+            objective.model_fields_set.add("loss")
+            cfg = self.cfg = cfg.model_copy(update={"objective": objective})
         self.objective = build_objective(cfg.objective, self.model, self.ds.n_items)
         self.seqs = TrainSequences(self.ds)
         self.batches = BatchIterator(

@@ -80,6 +80,7 @@ class H2RecState:
 
 class H2Rec(SequentialModel):
     name = "h2rec"
+    default_loss = "bpr"  # Eq. 10, used when a training config names no loss
 
     def __init__(
         self,
