@@ -21,11 +21,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "results" / "h2rec"
-MODELS = {  # label -> config stem (train/<stem>-<dataset>)
+MODELS = {  # label -> config stem; H2Rec first so that with two lanes it starts at once
+    "H2Rec": "h2rec-{ds}",
     "SASRec": "sasrec-{ds}-bpr",
     "SID-only": "sid-only-{ds}",
     "HID+SID concat": "hid-sid-concat-{ds}",
-    "H2Rec": "h2rec-{ds}",
 }
 SEEDS = (42, 43, 44)
 
