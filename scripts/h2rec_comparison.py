@@ -28,6 +28,24 @@ MODELS = {  # label -> config stem; H2Rec first so that with two lanes it starts
     "HID+SID concat": "hid-sid-concat-{ds}",
 }
 SEEDS = (42, 43, 44)
+ABLATIONS = {  # label -> (config stem, overrides): the "find out why" runs
+    "H2Rec w/o L_CA": ("h2rec-{ds}", ["model.beta=0"]),
+    "H2Rec w/o L_MSG": ("h2rec-{ds}", ["model.gamma=0"]),
+    "H2Rec w/o L_CA, L_MSG": ("h2rec-{ds}", ["model.beta=0", "model.gamma=0"]),
+}
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-").replace("--", "-")
+
+
+def cell_spec(label: str, ds: str, seed: int) -> tuple[str, str, list[str]]:
+    """(run name, config stem, overrides) of one cell."""
+    if label in MODELS:
+        stem = MODELS[label].format(ds=ds)
+        return f"cmp-{stem}-s{seed}", stem, []
+    stem, overrides = ABLATIONS[label]
+    return f"abl-{_slug(label)}-{ds}-s{seed}", stem.format(ds=ds), list(overrides)
 
 
 def cells(datasets: list[str], models: list[str], seeds: list[int]) -> list[tuple[str, str, int]]:
@@ -43,9 +61,8 @@ def run(args: argparse.Namespace) -> None:
     for k, (ds, label, seed) in enumerate(todo):
         if k % n_lanes != lane:
             continue
-        stem = MODELS[label].format(ds=ds)
-        name = f"cmp-{stem}-s{seed}"
-        overrides = [f"seed={seed}", f"name={name}"]
+        name, stem, extra = cell_spec(label, ds, seed)
+        overrides = [*extra, f"seed={seed}", f"name={name}"]
         if args.threads:
             overrides.append(f"threads={args.threads}")
         cfg = load_config(TrainConfig, f"train/{stem}", overrides)
@@ -76,13 +93,13 @@ def report(args: argparse.Namespace) -> None:
     for ds in args.datasets:
         for protocol in ("full", "uni100"):
             rows = []
-            for label, stem in MODELS.items():
-                stem = stem.format(ds=ds)
+            for label in [*MODELS, *ABLATIONS]:
                 got: dict[str, list[float]] = {}
                 seeds, secs = [], []
                 for seed in args.seeds:
-                    path = OUT / ds / f"cmp-{stem}-s{seed}.test-{protocol}.json"
-                    summ = OUT / ds / f"cmp-{stem}-s{seed}.summary.json"
+                    name = cell_spec(label, ds, seed)[0]
+                    path = OUT / ds / f"{name}.test-{protocol}.json"
+                    summ = OUT / ds / f"{name}.summary.json"
                     if not path.is_file():
                         continue
                     res = json.loads(path.read_text())
@@ -158,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("command", choices=["run", "report", "alpha"])
     p.add_argument("--run", help="alpha: a trained H2Rec run folder")
     p.add_argument("--datasets", nargs="+", default=["beauty", "yelp"])
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=[*MODELS, *ABLATIONS])
     p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     p.add_argument("--lane", default="0/1", help="i/n: run every n-th cell starting at i")
     p.add_argument("--threads", type=int, default=None)
