@@ -6,7 +6,7 @@ docs/results/h2rec/ (small JSON files, committed). Cells can be split over proce
 --lane i/n (cell k runs in lane k mod n), e.g. two single-threaded lanes on a 2-core machine.
 
     python scripts/h2rec_comparison.py run --datasets beauty --lane 0/2 --threads 1
-    python scripts/h2rec_comparison.py report      # Markdown tables from docs/results/h2rec/
+    python scripts/h2rec_comparison.py report [--write docs/results.md]   # tables from docs/results/h2rec/
     python scripts/h2rec_comparison.py alpha --run runs/cmp-h2rec-beauty-s42   # alpha statistics
 """
 
@@ -132,7 +132,19 @@ def report(args: argparse.Namespace) -> None:
                     *rows,
                     "",
                 ]
-    print("\n".join(lines))
+    text = "\n".join(lines)
+    if args.write:
+        path = Path(args.write)
+        doc = path.read_text(encoding="utf-8")
+        start, end = "<!-- h2rec-report:start -->", "<!-- h2rec-report:end -->"
+        if start not in doc or end not in doc:
+            raise SystemExit(f"{path}: no {start} ... {end} block to replace")
+        head, rest = doc.split(start, 1)
+        tail = rest.split(end, 1)[1]
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(f"{head}{start}\n{text}\n{end}{tail}", encoding="utf-8")
+        tmp.replace(path)  # atomic: a reader never sees a half-written file
+    print(text)
 
 
 def alpha(args: argparse.Namespace) -> None:
@@ -174,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("command", choices=["run", "report", "alpha"])
     p.add_argument("--run", help="alpha: a trained H2Rec run folder")
+    p.add_argument("--write", help="report: replace the marked block in this Markdown file")
     p.add_argument("--datasets", nargs="+", default=["beauty", "yelp"])
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=[*MODELS, *ABLATIONS])
     p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
