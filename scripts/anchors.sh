@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Correctness anchors on real data (issue 3): resumable; a finished run is skipped, an
-# interrupted one continues from its last checkpoint. Each finished run's summary and result
+# Correctness anchors on real data (issue 3): resumable; a finished run (summary in its run folder
+# or in docs/results/anchors/) is skipped, an interrupted one continues from its last checkpoint. Each finished run's summary and result
 # JSONs are copied to docs/results/anchors/ (small files, committed).
 # Usage: scripts/anchors.sh [config ...]   (default: all anchor configs, in order)
 set -euo pipefail
@@ -13,6 +13,8 @@ $H2REC -q prepare -c data/yelp
 mkdir -p docs/results/anchors
 for c in "${configs[@]}"; do
   run="runs/$c"
+  # finished in an earlier session: its committed summary is the record (the run folder may be gone)
+  [ -f "docs/results/anchors/$c.summary.json" ] && [ ! -f "$run/summary.json" ] && continue
   if [ ! -f "$run/summary.json" ]; then
     if [ -d "$run/checkpoints/last" ]; then
       $H2REC train "train/$c" threads=2 --resume

@@ -1,7 +1,7 @@
 """H2Rec vs SASRec vs SID-only vs HID+SID concat (issue 5, section 10): run and report.
 
-Resumable: a finished cell (run folder with summary.json) is skipped, an interrupted one resumes
-from its last checkpoint. Each finished cell's summary and test results are copied to
+Resumable: a finished cell (its summary in docs/results/h2rec/, committed, or in its run folder)
+is skipped, an interrupted one resumes from its last checkpoint. Each finished cell's summary and test results are copied to
 docs/results/h2rec/ (small JSON files, committed). Cells can be split over processes with
 --lane i/n (cell k runs in lane k mod n), e.g. two single-threaded lanes on a 2-core machine.
 
@@ -65,19 +65,21 @@ def run(args: argparse.Namespace) -> None:
         overrides = [*extra, f"seed={seed}", f"name={name}"]
         if args.threads:
             overrides.append(f"threads={args.threads}")
+        dest = OUT / ds
+        if (dest / f"{name}.summary.json").is_file():
+            continue  # finished in an earlier session (its run folder may be gone)
         cfg = load_config(TrainConfig, f"train/{stem}", overrides)
         run_dir = Path(cfg.runs_dir) / name
         if not (run_dir / "summary.json").is_file():
             resume = (run_dir / "checkpoints" / "last").exists()
             print(f"[{k + 1}/{len(todo)}] {name} ({'resume' if resume else 'start'})", flush=True)
             Trainer(cfg).fit(resume=resume, overwrite=not resume)
-        dest = OUT / ds
         dest.mkdir(parents=True, exist_ok=True)
-        shutil.copy(run_dir / "summary.json", dest / f"{name}.summary.json")
         for f in (run_dir / "results").glob("*.json"):
             shutil.copy(f, dest / f"{name}.{f.name}")
         if (run_dir / "metrics.jsonl").is_file():
             shutil.copy(run_dir / "metrics.jsonl", dest / f"{name}.metrics.jsonl")
+        shutil.copy(run_dir / "summary.json", dest / f"{name}.summary.json")  # last: "done" mark
 
 
 def _mean_std(values: list[float]) -> str:
