@@ -24,13 +24,12 @@ from h2rec.errors import ConfigError
 from h2rec.models.base import ComposedModel
 from h2rec.models.baselines import BERT4Rec, BERT4RecConfig, GRU4RecConfig, SASRecConfig
 from h2rec.models.inputs import ModelInputs
-from h2rec.models.parts.encoders import BERT4RecEncoder, GRU4RecEncoder, SASRecEncoder
+from h2rec.models.parts.encoders import Backbone, build_encoder
 from h2rec.models.parts.items import HashItemEmbedding
+from h2rec.models.parts.pca import pca_item_vectors
 from h2rec.models.parts.scorers import DotScorer
 from h2rec.models.parts.sid import CodeEmbedding, PrefixEmbedding
 from h2rec.models.registry import ModelConfig, register_model
-
-Backbone = Literal["sasrec", "gru4rec", "bert4rec"]
 
 _BASELINE_CONFIGS: dict[str, type[ModelConfig]] = {
     "sasrec": SASRecConfig,
@@ -46,29 +45,6 @@ _FALLBACKS: dict[str, Any] = {
     "output_transform": False,
 }
 _BACKBONE_KEYS = (*_FALLBACKS, "n_layers")
-
-
-def pca_item_vectors(text_vectors: np.ndarray, d: int) -> np.ndarray:
-    """`[n_items + 1, d]` float32: items' text vectors projected on their first d principal axes.
-
-    Fitted on rows 1..n_items only (row 0 is padding and stays zero), centred on their mean, via
-    numpy SVD. Each axis's sign is fixed (its largest-magnitude loading positive) so the result
-    does not depend on the LAPACK build. Fewer than d axes available (few items or narrow
-    vectors): the remaining columns are zero. Unscaled: callers rescale to their init scale.
-    """
-    if d < 1:
-        raise ValueError(f"d must be >= 1, got {d}")
-    vectors = np.asarray(text_vectors, dtype=np.float64)
-    if vectors.ndim != 2 or vectors.shape[0] < 2:
-        raise ValueError(f"expected text vectors [n_items + 1, d_text], got {vectors.shape}")
-    items = vectors[1:] - vectors[1:].mean(axis=0)
-    _, _, vt = np.linalg.svd(items, full_matrices=False)
-    axes = vt[:d]
-    signs = np.sign(axes[np.arange(axes.shape[0]), np.abs(axes).argmax(axis=1)])
-    axes = axes * np.where(signs == 0, 1.0, signs)[:, None]
-    out = np.zeros((vectors.shape[0], d), dtype=np.float32)
-    out[1:, : axes.shape[0]] = items @ axes.T
-    return out
 
 
 class CodeSumEmbedding(nn.Module):
@@ -199,23 +175,6 @@ class HIDSIDConcatBERT(_AppendedMask, HIDSIDConcat):
     pass
 
 
-def _encoder(cfg: _CompanionConfig) -> nn.Module:
-    d, layers = cfg.hidden_size, int(cfg.n_layers or 1)
-    if cfg.backbone == "gru4rec":
-        return GRU4RecEncoder(d, n_layers=layers, dropout=cfg.dropout)
-    common: dict[str, Any] = {
-        "n_layers": layers,
-        "n_heads": int(cfg.n_heads or 1),
-        "dropout": cfg.dropout,
-        "max_len": cfg.max_len,
-        "inner_size": cfg.inner_size,
-        "activation": cfg.activation,
-    }
-    if cfg.backbone == "bert4rec":
-        return BERT4RecEncoder(d, **common)
-    return SASRecEncoder(d, causal=True, **common)
-
-
 def _compose(
     cls: type[ComposedModel], n_items: int, cfg: _CompanionConfig, items: nn.Module
 ) -> ComposedModel:
@@ -223,7 +182,16 @@ def _compose(
         n_items,
         cfg.max_len,
         items=items,  # type: ignore[arg-type]
-        encoder=_encoder(cfg),
+        encoder=build_encoder(
+            cfg.backbone,
+            cfg.hidden_size,
+            n_layers=int(cfg.n_layers or 1),
+            n_heads=int(cfg.n_heads or 1),
+            dropout=cfg.dropout,
+            max_len=cfg.max_len,
+            inner_size=cfg.inner_size,
+            activation=cfg.activation,
+        ),
         scorer=DotScorer(
             n_items,
             cfg.hidden_size,
@@ -232,13 +200,6 @@ def _compose(
         ),
         scale_embeddings=bool(cfg.scale_embeddings),
     )
-
-
-def _codebook_sizes(inputs: ModelInputs) -> list[int]:
-    assert inputs.codes is not None
-    if inputs.codebook_sizes is not None:
-        return list(inputs.codebook_sizes)
-    return [int(m) + 1 for m in inputs.codes[1:].max(axis=0)]
 
 
 @register_model("sid_only", config=SIDOnlyConfig)
@@ -255,7 +216,7 @@ def build_sid_only(n_items: int, cfg: SIDOnlyConfig, inputs: ModelInputs) -> SID
         # random init (no codebooks) so that the prefix structure is the only difference
         codes = CodeEmbedding(
             inputs.codes,
-            _codebook_sizes(inputs),
+            inputs.codebook_sizes,  # filled from the codes by ModelInputs.check
             cfg.hidden_size,
             target_rms=cfg.init_std,
             extra_tokens=extra,
@@ -284,7 +245,7 @@ def build_hid_sid_concat(
         hid.load_item_vectors(torch.from_numpy(vectors * (cfg.init_std / rms)))
     sid = CodeEmbedding(
         inputs.codes,
-        _codebook_sizes(inputs),
+        inputs.codebook_sizes,  # filled from the codes by ModelInputs.check
         d,
         codebooks=inputs.codebooks,
         target_rms=cfg.init_std,

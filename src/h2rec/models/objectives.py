@@ -86,6 +86,21 @@ class _ScoredObjective:
             log_q_pos, log_q_neg = log_q[targets], log_q[negatives]
         return SampledLoss(cfg, model.n_items)(pos, neg, neg_valid, log_q_pos, log_q_neg)
 
+    def _slot_loss(
+        self,
+        model: SequentialModel,
+        hidden: Tensor,
+        rows: Tensor,
+        cols: Tensor,
+        labels: Tensor,
+        negatives: Tensor | None,
+    ) -> Tensor:
+        """The loss over the selected slots (rows, cols); a zero that keeps the graph if none."""
+        if rows.numel() == 0:
+            return hidden.sum() * 0.0
+        neg = negatives[rows, cols] if negatives is not None else None
+        return self._loss(model, hidden[rows, cols], labels[rows, cols], neg)
+
 
 class NextItemObjective(_ScoredObjective):
     """Predict the next item at every target position ("all", SASRec/`SASRec_seq`) or only at the
@@ -134,17 +149,12 @@ class NextItemObjective(_ScoredObjective):
             cols = slot[rows]
         else:
             rows, cols = torch.nonzero(valid, as_tuple=True)
-        n = rows.numel()
-        if n == 0:
-            loss = hidden.sum() * 0.0
-        else:
-            neg = negatives[rows, cols] if negatives is not None else None
-            loss = self._loss(model, hidden[rows, cols], targets[rows, cols], neg)
+        loss = self._slot_loss(model, hidden, rows, cols, targets, negatives)
         if self.positions == "last":
             last = torch.zeros_like(targets)
             last[rows, cols] = targets[rows, cols]
             targets = last
-        return _total(model, loss, n, target_norm, state, inputs, targets)
+        return _total(model, loss, rows.numel(), target_norm, state, inputs, targets)
 
 
 def _total(
@@ -265,10 +275,5 @@ class ClozeObjective(_ScoredObjective):
         corrupted, labels = self.mask(inputs, model.n_items, int(mask_token_id))
         hidden, state = model.forward_train(corrupted)
         rows, cols = torch.nonzero(labels != 0, as_tuple=True)
-        n = rows.numel()
-        if n == 0:
-            loss = hidden.sum() * 0.0
-        else:
-            neg = negatives[rows, cols] if negatives is not None else None
-            loss = self._loss(model, hidden[rows, cols], labels[rows, cols], neg)
-        return _total(model, loss, n, target_norm, state, corrupted, labels)
+        loss = self._slot_loss(model, hidden, rows, cols, labels, negatives)
+        return _total(model, loss, rows.numel(), target_norm, state, corrupted, labels)

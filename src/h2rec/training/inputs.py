@@ -15,30 +15,32 @@ from typing import Any
 import numpy as np
 
 from h2rec.data import Dataset
-from h2rec.data.dataset import TRAIN
 from h2rec.errors import ConfigError
 from h2rec.models.inputs import ModelInputs
 from h2rec.models.registry import parse_model_config
+from h2rec.training.batching import TrainSequences
 
 log = logging.getLogger("h2rec")
 
 
 def training_csr(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """(offsets [n_users + 2], items): each user's training items in time order."""
-    mask = ds.inter_split == TRAIN
-    users = ds.inter_user[mask].astype(np.int64)
-    items = ds.inter_item[mask].astype(np.int64)
-    order = np.argsort(users, kind="stable")  # interactions are stored per user in time order
-    counts = np.bincount(users, minlength=ds.n_users + 1)
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    return offsets, items[order]
+    seqs = TrainSequences(ds)
+    return seqs.offsets, seqs.items
 
 
-def load_model_inputs(ds: Dataset, model_name: str, model_params: dict[str, Any]) -> ModelInputs:
+def load_model_inputs(
+    ds: Dataset,
+    model_name: str,
+    model_params: dict[str, Any],
+    train: TrainSequences | None = None,
+) -> ModelInputs:
     """ModelInputs for model `model_name` with config `model_params` (validated here, so a
-    default `sids`/`text_embeddings` of the model's config counts as named)."""
+    default `sids`/`text_embeddings` of the model's config counts as named). `train`: the
+    training sequences when the caller already has them (the trainer), else built here."""
     cfg = parse_model_config(model_name, model_params)
-    offsets, items = training_csr(ds)
+    train = train if train is not None else TrainSequences(ds)
+    offsets, items = train.offsets, train.items
     inputs = ModelInputs(
         popularity=ds.item_popularity("train"), train_offsets=offsets, train_items=items
     )

@@ -83,10 +83,11 @@ class Trainer:
         seed_everything(cfg.seed, deterministic=cfg.deterministic)
         params = cfg.model.params()
         params.setdefault("max_len", cfg.max_len)
+        self.seqs = TrainSequences(self.ds)
         self.model = build_model(
             cfg.model.name,
             self.ds.n_items,
-            inputs=load_model_inputs(self.ds, cfg.model.name, params),
+            inputs=load_model_inputs(self.ds, cfg.model.name, params, self.seqs),
             **params,
         ).to(self.device)
         self.trainable = getattr(self.model, "trainable", True)
@@ -98,7 +99,6 @@ class Trainer:
             objective.model_fields_set.add("loss")
             cfg = self.cfg = cfg.model_copy(update={"objective": objective})
         self.objective = build_objective(cfg.objective, self.model, self.ds.n_items)
-        self.seqs = TrainSequences(self.ds)
         self.batches = BatchIterator(
             self.seqs,
             batch_size=cfg.batch_size,

@@ -7,9 +7,8 @@ from typing import Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
+from h2rec.models.parts.encoders import Backbone
 from h2rec.models.registry import ModelConfig
-
-Backbone = Literal["sasrec", "gru4rec", "bert4rec"]
 
 
 class H2RecConfig(ModelConfig):

@@ -31,33 +31,24 @@ import torch
 from torch import Tensor, nn
 
 from h2rec.models.base import SequentialModel
+from h2rec.models.baselines import BERT4Rec
 from h2rec.models.h2rec.alignment import code_guided_alignment, masked_granularity_loss
 from h2rec.models.h2rec.config import H2RecConfig
 from h2rec.models.h2rec.fusion import GranularityCrossAttention, GranularityFusion
 from h2rec.models.h2rec.positives import PositiveSets
 from h2rec.models.inputs import ModelInputs
-from h2rec.models.parts.encoders import BERT4RecEncoder, GRU4RecEncoder, SASRecEncoder
+from h2rec.models.parts.encoders import build_encoder
 from h2rec.models.parts.items import HashItemEmbedding
+from h2rec.models.parts.pca import pca_item_vectors
 from h2rec.models.parts.scorers import dot_items
 from h2rec.models.parts.sid import CodeEmbedding
 
 
-def build_encoder(cfg: H2RecConfig) -> nn.Module:
+def _encoder(cfg: H2RecConfig) -> nn.Module:
     """One sequence encoder of the configured backbone (f_theta1 or f_theta2)."""
-    d = cfg.hidden_size
-    if cfg.backbone == "sasrec":
-        return SASRecEncoder(
-            d,
-            n_layers=cfg.n_layers,
-            n_heads=cfg.n_heads,
-            dropout=cfg.dropout,
-            max_len=cfg.max_len,
-            inner_size=cfg.inner_size,
-        )
-    if cfg.backbone == "gru4rec":
-        return GRU4RecEncoder(d, n_layers=cfg.n_layers, dropout=cfg.dropout)
-    return BERT4RecEncoder(
-        d,
+    return build_encoder(
+        cfg.backbone,
+        cfg.hidden_size,
         n_layers=cfg.n_layers,
         n_heads=cfg.n_heads,
         dropout=cfg.dropout,
@@ -74,8 +65,8 @@ class H2RecState:
     levels: Tensor  # [B, L, G, d] g^l_t
     alpha: Tensor  # [B, L|1, G] fusion weights (those used for E^sid and scoring)
     u_sid: Tensor  # [B, L, d]
+    u_hid: Tensor  # [B, L, d]
     u_masked: Tensor | None = None  # [B, d] L_MSG's masked view at the last slot (training only)
-    u_hid: Tensor | None = None  # [B, L, d]
 
 
 class H2Rec(SequentialModel):
@@ -116,8 +107,8 @@ class H2Rec(SequentialModel):
             if cfg.cross_attention
             else None
         )
-        self.sid_encoder = build_encoder(cfg)
-        self.hid_encoder = self.sid_encoder if cfg.shared_encoder else build_encoder(cfg)
+        self.sid_encoder = _encoder(cfg)
+        self.hid_encoder = self.sid_encoder if cfg.shared_encoder else _encoder(cfg)
         self.embedding_scale = float(np.sqrt(d)) if cfg.embedding_scaled else 1.0
         self.positives = positives if cfg.beta > 0 else None
         # L_MSG's learnable mask token: one vector replacing a whole granularity (Section 3.3.2)
@@ -132,10 +123,8 @@ class H2Rec(SequentialModel):
 
     def user_repr(self, seqs: Tensor) -> Tensor:
         if self.bidirectional:  # BERT4Rec: predict at an appended [MASK]
-            mask = torch.full_like(seqs[:, :1], self.n_items + 1)
-            seqs = torch.cat([seqs[:, 1:], mask], dim=1)
+            seqs = BERT4Rec.append_mask(self, seqs)  # type: ignore[arg-type]
         state = self.encode(seqs)  # q is built at the last slot only
-        assert state.u_hid is not None
         return self.user_vectors(
             state.u_sid[:, -1], state.u_hid[:, -1], state.alpha.expand(-1, seqs.shape[1], -1)[:, -1]
         )
@@ -166,7 +155,6 @@ class H2Rec(SequentialModel):
 
     def forward_train(self, seqs: Tensor) -> tuple[Tensor, H2RecState]:
         state = self.encode(seqs)
-        assert state.u_hid is not None
         return self.user_vectors(state.u_sid, state.u_hid, state.alpha), state
 
     def encode(self, seqs: Tensor) -> H2RecState:
@@ -206,10 +194,9 @@ class H2Rec(SequentialModel):
         if self.cross is not None:
             fused = self.cross(e_hid, levels, alpha, mask, keys, values)
         u_hid = self.hid_encoder(fused * self.embedding_scale, mask)
-        state = H2RecState(mask=mask, levels=levels, alpha=sid_weights, u_sid=u_sid)
-        state.u_masked = u_masked
-        state.u_hid = u_hid
-        return state
+        return H2RecState(
+            mask=mask, levels=levels, alpha=sid_weights, u_sid=u_sid, u_hid=u_hid, u_masked=u_masked
+        )
 
     @staticmethod
     def user_vectors(u_sid: Tensor, u_hid: Tensor, weights: Tensor) -> Tensor:
@@ -307,7 +294,6 @@ class H2Rec(SequentialModel):
 def build_h2rec_model(n_items: int, cfg: H2RecConfig, inputs: ModelInputs) -> H2Rec:
     """Assemble H2Rec from the dataset's SIDs, codebooks, text vectors and training sequences."""
     from h2rec.errors import ConfigError
-    from h2rec.models.companions import pca_item_vectors
 
     inputs.require("h2rec", "codes")
     assert inputs.codes is not None and inputs.codebook_sizes is not None

@@ -16,7 +16,7 @@ right-aligned real items only. Fully padded rows produce finite (zero) outputs.
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -276,11 +276,47 @@ class GRU4RecEncoder(nn.Module):
         return self.out_dropout(out) * keep.to(out.dtype)
 
 
+Backbone = Literal["sasrec", "gru4rec", "bert4rec"]
+
+
+def build_encoder(
+    backbone: Backbone,
+    d: int,
+    *,
+    n_layers: int = 2,
+    n_heads: int = 1,
+    dropout: float = 0.2,
+    max_len: int = 50,
+    inner_size: int | None = None,
+    activation: Activation | None = None,
+) -> nn.Module:
+    """An encoder by backbone name, for models whose backbone is a config choice (H2Rec and its
+    companions); `activation=None` keeps the encoder's own default (ReLU SASRec, GELU BERT4Rec)."""
+    if backbone == "gru4rec":
+        return GRU4RecEncoder(d, n_layers=n_layers, dropout=dropout)
+    common: dict[str, Any] = {
+        "n_layers": n_layers,
+        "n_heads": n_heads,
+        "dropout": dropout,
+        "max_len": max_len,
+        "inner_size": inner_size,
+    }
+    if activation is not None:
+        common["activation"] = activation
+    if backbone == "bert4rec":
+        return BERT4RecEncoder(d, **common)
+    if backbone == "sasrec":
+        return SASRecEncoder(d, **common)
+    raise ValueError(f"unknown backbone '{backbone}' (expected sasrec, gru4rec or bert4rec)")
+
+
 __all__ = [
     "BERT4RecEncoder",
+    "Backbone",
     "GRU4RecEncoder",
     "MultiHeadAttention",
     "SASRecEncoder",
     "SequenceEncoder",
     "attention_mask",
+    "build_encoder",
 ]

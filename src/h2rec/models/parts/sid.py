@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from h2rec.models.parts.pca import pca_basis
+
 
 def project_codebooks(codebooks: Sequence[np.ndarray], d: int) -> list[np.ndarray]:
     """Bring codebooks `[K_l, d_c]` to width `d`.
@@ -31,11 +33,7 @@ def project_codebooks(codebooks: Sequence[np.ndarray], d: int) -> list[np.ndarra
         return [b.astype(np.float32) for b in books]
     if d_c < d:
         return [np.pad(b, ((0, 0), (0, d - d_c))).astype(np.float32) for b in books]
-    pooled = np.concatenate(books)
-    mean = pooled.mean(axis=0)
-    # right singular vectors of the centred pool = principal axes
-    _, _, vt = np.linalg.svd(pooled - mean, full_matrices=False)
-    basis = vt[:d].T  # [d_c, d]
+    mean, basis = pca_basis(np.concatenate(books), d)
     if basis.shape[1] < d:  # fewer codewords than d: pad the remaining axes with zeros
         basis = np.pad(basis, ((0, 0), (0, d - basis.shape[1])))
     return [((b - mean) @ basis).astype(np.float32) for b in books]
