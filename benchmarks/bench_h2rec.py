@@ -1,10 +1,12 @@
 """H2Rec's cost against SASRec at the same size (issue 5, section 11).
 
-For each model (SASRec, H2Rec with every component, H2Rec without the auxiliary losses) and each
-training loss (Eq. 10's BPR with one negative, full-softmax CE) it times training steps on the
-same batches and one full-ranking pass over the validation users, each model in its own
-subprocess (so peak RSS is per model), and prints the ratios to SASRec measured in the same
-invocation. Targets: training step <= 3x SASRec's, full-ranking inference <= 2x.
+For each training loss (Eq. 10's BPR with one negative, full-softmax CE) it builds SASRec, H2Rec
+with every component and H2Rec without the auxiliary losses in ONE process and times them
+INTERLEAVED: round r runs one training step of each model on its r-th batch, and each model's
+full-ranking pass over the validation users is repeated in alternation. So a burst of other work
+on a shared machine hits all models alike; the ratios to SASRec are medians of per-round ratios.
+Peak RSS comes from a separate subprocess per model (build, a few steps, one evaluation).
+Targets: training step <= 3x SASRec's, full-ranking inference <= 2x.
 
 Needs a prepared dataset with SIDs and text embeddings (default: Beauty, made by
 `h2rec prepare -c data/beauty && h2rec embed beauty -c embed/minilm &&
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,13 +39,10 @@ MODELS = {
 }
 
 
-def worker(data: str, model: str, loss: str, steps: int, threads: int) -> dict:
-    import torch
-
+def build(data: str, model: str, loss: str):  # type: ignore[no-untyped-def]
     from h2rec.config import load_config
     from h2rec.training import TrainConfig, Trainer
 
-    torch.set_num_threads(threads)
     tmp = Path(tempfile.mkdtemp(prefix="h2rec-bench-h2rec-"))
     spec = {**MODELS[model], "hidden_size": 64, "n_layers": 2, "n_heads": 1, "dropout": 0.5}
     cfg = load_config(
@@ -59,75 +59,122 @@ def worker(data: str, model: str, loss: str, steps: int, threads: int) -> dict:
     tr = Trainer(cfg)
     assert tr.optimizer is not None
     norm = tr.targets_per_batch
+    it = tr.batches.epoch(0)
 
-    def step(batch) -> None:  # type: ignore[no-untyped-def]
+    def step() -> tuple[float, int]:
+        batch = next(it)
+        t0 = time.perf_counter()
         loss_value, _ = tr.objective(tr.model, batch.as_dict(), target_norm=norm)
         tr.optimizer.zero_grad(set_to_none=True)
         loss_value.backward()
         tr.optimizer.step()
+        return time.perf_counter() - t0, batch.inputs.shape[0]
+
+    def evaluate() -> tuple[float, int]:
+        tr.model.eval()
+        t0 = time.perf_counter()
+        res = tr.evaluate("valid", "full")
+        seconds = time.perf_counter() - t0
+        tr.model.train()
+        return seconds, res.stamp.n_users
 
     tr.model.train()
-    it = tr.batches.epoch(0)
-    for _ in range(3):
-        step(next(it))
-    n_seq = 0
-    t0 = time.perf_counter()
+    return tr, step, evaluate
+
+
+def timings(data: str, loss: str, steps: int, eval_repeats: int) -> list[dict]:
+    built = {m: build(data, m, loss) for m in MODELS}
+    for _, step, _ in built.values():
+        for _ in range(3):  # warm-up
+            step()
+    step_s: dict[str, list[float]] = {m: [] for m in MODELS}
+    seqs: dict[str, int] = dict.fromkeys(MODELS, 0)
     for _ in range(steps):
-        b = next(it)
-        step(b)
-        n_seq += b.inputs.shape[0]
-    train_s = time.perf_counter() - t0
-    tr.model.eval()
-    t0 = time.perf_counter()
-    res = tr.evaluate("valid", "full")
-    eval_s = time.perf_counter() - t0
-    return {
-        "model": model,
-        "loss": loss,
-        "step_ms": 1000 * train_s / steps,
-        "seq_per_s": n_seq / train_s,
-        "eval_users_per_s": res.stamp.n_users / eval_s,
-        "eval_s": eval_s,
-        "params": sum(p.numel() for p in tr.model.parameters()),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
+        for m, (_, step, _) in built.items():
+            sec, n = step()
+            step_s[m].append(sec)
+            seqs[m] += n
+    eval_s: dict[str, list[float]] = {m: [] for m in MODELS}
+    users = 0
+    for _ in range(eval_repeats):
+        for m, (_, _, evaluate) in built.items():
+            sec, users = evaluate()
+            eval_s[m].append(sec)
+    rows = []
+    for m, (tr, _, _) in built.items():
+        rows.append(
+            {
+                "model": m,
+                "loss": loss,
+                "params": sum(p.numel() for p in tr.model.parameters()),
+                "step_ms": 1000 * statistics.median(step_s[m]),
+                "seq_per_s": seqs[m] / sum(step_s[m]),
+                "step_ratio": statistics.median(
+                    a / b for a, b in zip(step_s[m], step_s["sasrec"], strict=True)
+                ),
+                "eval_s": min(eval_s[m]),
+                "eval_users_per_s": users / min(eval_s[m]),
+                "eval_ratio": statistics.median(
+                    a / b for a, b in zip(eval_s[m], eval_s["sasrec"], strict=True)
+                ),
+            }
+        )
+    return rows
+
+
+def peak_rss(data: str, model: str, loss: str) -> float:
+    """Peak RSS (MB) of a process that builds one model, trains 3 steps and evaluates once."""
+    _, step, evaluate = build(data, model, loss)
+    for _ in range(3):
+        step()
+    evaluate()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
+    import torch
+
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--data", default="artifacts/prepared/beauty")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--eval-repeats", type=int, default=3)
     ap.add_argument("--losses", nargs="+", default=["bpr", "ce"])
-    ap.add_argument("--worker", nargs=2, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--rss-worker", nargs=2, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.worker is not None:
-        model, loss = args.worker
-        print(json.dumps(worker(args.data, model, loss, args.steps, args.threads)))
+    torch.set_num_threads(args.threads)
+    if args.rss_worker is not None:
+        print(json.dumps(peak_rss(args.data, *args.rss_worker)))
         return
-    rows = []
+    # RSS workers first: Linux carries a parent's peak RSS into its children across exec, so they
+    # must be started while this process is still small
+    rss = {}
     for loss in args.losses:
         for model in MODELS:
-            cmd = [sys.executable, __file__, "--worker", model, loss, "--data", args.data]
-            cmd += ["--steps", str(args.steps), "--threads", str(args.threads)]
+            cmd = [sys.executable, __file__, "--rss-worker", model, loss]
+            cmd += ["--data", args.data, "--threads", str(args.threads)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True)
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            rss[model, loss] = json.loads(out.stdout.strip().splitlines()[-1])
+    rows = []
+    for loss in args.losses:
+        for r in timings(args.data, loss, args.steps, args.eval_repeats):
+            rows.append({**r, "peak_rss_mb": rss[r["model"], loss]})
     print(
         f"H2Rec vs SASRec (d=64, 2 layers, batch 256, max_len 50) on {args.data}, "
-        f"{args.threads} threads, {args.steps} timed steps"
+        f"{args.threads} threads; {args.steps} interleaved steps, {args.eval_repeats} interleaved "
+        "evaluation passes; ratios are medians of per-round ratios"
     )
     print(
         f"{'loss':>4} {'model':>13} {'params':>9} {'step ms':>8} {'seq/s':>7} {'x SASRec':>8} | "
         f"{'eval users/s':>12} {'eval s':>7} {'x SASRec':>8} | {'peak RSS MB':>11}"
     )
     for r in rows:
-        base = next(b for b in rows if b["loss"] == r["loss"] and b["model"] == "sasrec")
         print(
             f"{r['loss']:>4} {r['model']:>13} {r['params']:>9,} {r['step_ms']:>8.1f} "
-            f"{r['seq_per_s']:>7.0f} {r['step_ms'] / base['step_ms']:>7.2f}x | "
-            f"{r['eval_users_per_s']:>12.0f} {r['eval_s']:>7.2f} {r['eval_s'] / base['eval_s']:>7.2f}x | "
+            f"{r['seq_per_s']:>7.0f} {r['step_ratio']:>7.2f}x | "
+            f"{r['eval_users_per_s']:>12.0f} {r['eval_s']:>7.2f} {r['eval_ratio']:>7.2f}x | "
             f"{r['peak_rss_mb']:>11.0f}"
         )
 

@@ -10,32 +10,12 @@ import json
 import pytest
 
 from h2rec.config import apply_overrides, dump_yaml, read_yaml, validate
-from h2rec.data import PrepareConfig, prepare
-from h2rec.data.synth import SynthConfig, generate, write_recbole
-from h2rec.sid.artifacts import tokenize_dataset
-from h2rec.sid.config import TokenizerConfig
-from h2rec.text import EmbedConfig, embed_items, save_item_embeddings
 from h2rec.training import TrainConfig, Trainer
 
 
 @pytest.fixture(scope="module")
-def synth_ds(tmp_path_factory):
-    root = tmp_path_factory.mktemp("h2rec-synth")
-    write_recbole(
-        generate(SynthConfig(n_users=1500, n_items=400, n_categories=4, seed=7)), root / "raw"
-    )
-    cfg = validate(
-        PrepareConfig,
-        apply_overrides(
-            read_yaml("data/synth"), [f"source.path={root / 'raw'}", f"output={root / 'prep'}"]
-        ),
-    )
-    ds = prepare(cfg)
-    emb = embed_items(ds, EmbedConfig(kind="tfidf", tfidf={"dim": 64}), cache_dir=root / "cache")
-    save_item_embeddings(emb, ds, "tfidf")
-    tok = TokenizerConfig(method="rqkmeans", levels=3, codebook_size=8, seed=0)
-    tokenize_dataset(ds, tok, embeddings="tfidf", name="rqk")
-    return ds
+def synth_ds(synth_sid_dataset):
+    return synth_sid_dataset
 
 
 def _run(tmp_path, ds, name: str, model: str) -> dict:

@@ -112,13 +112,14 @@ class GranularityCrossAttention(nn.Module):
         b, length, n_levels, d = levels.shape
         if keys is None or values is None:
             keys, values = self.w_k(levels), self.w_v(levels)
-        q = self.w_q(hid)  # [B, L, d]
+        q = self.w_q(hid) * self.scale  # [B, L, d]; scaling Q is L G times cheaper than Q K^T
         k = keys.permute(0, 2, 1, 3).reshape(b, n_levels * length, d)  # level-major key slots
         v = values.permute(0, 2, 1, 3).reshape(b, n_levels * length, d)
-        scores = torch.bmm(q, k.transpose(1, 2)).view(b, length, n_levels, length)
+        scores = torch.bmm(q, k.transpose(1, 2)).view(b, length, n_levels, length).float()
         allowed = attention_mask(mask, self.causal)[:, 0]  # [B, L, L]
-        scores = scores.float().masked_fill(~allowed[:, :, None, :], float("-inf"))
-        weights = torch.softmax(scores * self.scale, dim=-1)  # per level, over key slots
+        # in place: bmm's backward needs its inputs, not its output
+        scores = scores.masked_fill_(~allowed[:, :, None, :], float("-inf"))
+        weights = torch.softmax(scores, dim=-1)  # per level, over key slots
         # sum_l alpha_l softmax(Q K_l^T) V_l  ==  [alpha-scaled weights of all levels] @ [V_1..V_G]
         weights = weights * alpha.expand(-1, length, -1).float().unsqueeze(-1)
         fused = torch.bmm(weights.view(b, length, n_levels * length).to(v.dtype), v)

@@ -149,8 +149,11 @@ class H2Rec(SequentialModel):
         filled = torch.gather(seqs, 1, last.clamp(min=0))
         return torch.where(last >= 0, filled, seqs)
 
-    def _encode_sid(self, levels: Tensor, weights: Tensor, mask: Tensor) -> Tensor:
-        e_sid = torch.einsum("blgd,blg->bld", levels, weights.expand(-1, levels.shape[1], -1))
+    def _sid_input(self, levels: Tensor, weights: Tensor) -> Tensor:
+        """E^sid = sum_l w_l g^l (Eq. 3), `[B, L, d]`."""
+        return torch.einsum("blgd,blg->bld", levels, weights.expand(-1, levels.shape[1], -1))
+
+    def _encode_sid(self, e_sid: Tensor, mask: Tensor) -> Tensor:
         return self.sid_encoder(e_sid * self.embedding_scale, mask)
 
     def forward_train(self, seqs: Tensor) -> tuple[Tensor, H2RecState]:
@@ -178,18 +181,16 @@ class H2Rec(SequentialModel):
         sid_weights = (
             alpha if self.cfg.sid_fusion == "alpha" else torch.full_like(alpha, 1.0 / self.n_levels)
         )
+        e_sid = self._sid_input(levels, sid_weights)
         u_masked = None
         if self.training and self.granularity_mask is not None:
             # L_MSG's masked view shares the SID encoder call with the global view: one batch of
             # 2B sequences runs faster than two of B (same result; dropout draws differ).
-            both = self._encode_sid(
-                torch.cat([levels, self.mask_granularity(levels, mask)]),
-                torch.cat([sid_weights, sid_weights]),
-                torch.cat([mask, mask]),
-            )
+            e_masked = self.masked_sid_input(e_sid, levels, sid_weights, mask)
+            both = self._encode_sid(torch.cat([e_sid, e_masked]), torch.cat([mask, mask]))
             u_sid, u_masked = both[: seqs.shape[0]], both[seqs.shape[0] :, -1]
         else:
-            u_sid = self._encode_sid(levels, sid_weights, mask)
+            u_sid = self._encode_sid(e_sid, mask)
         fused = e_hid
         if self.cross is not None:
             fused = self.cross(e_hid, levels, alpha, mask, keys, values)
@@ -230,8 +231,11 @@ class H2Rec(SequentialModel):
         return self.hid.embedding.weight
 
     def score_items(self, user: Tensor, items: Tensor) -> Tensor:
-        """Only the needed rows are built (sampled losses never touch the whole table)."""
-        return dot_items(user, self._item_rows(items))
+        """`user [N, (G+1)d]`, `items [N, k]` -> `[N, k]`: the code and HID parts are scored
+        separately, so only the needed rows are gathered and no [N, k, (G+1)d] copy is built."""
+        g = self.n_levels * self.d
+        codes = self.codes.levels(items).flatten(-2)  # [N, k, G d], a view of the lookup
+        return dot_items(user[..., :g], codes) + dot_items(user[..., g:], self.hid.embed(items))
 
     def train(self, mode: bool = True) -> H2Rec:
         self._weights_cache = None
@@ -265,15 +269,20 @@ class H2Rec(SequentialModel):
         positive = self.positives.mask(items, items)
         return code_guided_alignment(e_sid, e_hid, positive, self.cfg.ca_temperature)
 
-    def mask_granularity(self, levels: Tensor, mask: Tensor) -> Tensor:
-        """L_MSG's masked view: per sequence one level m, drawn uniformly on the CPU generator
-        (seeded, checkpointed), is replaced by the learnable mask token at every real slot."""
+    def masked_sid_input(
+        self, e_sid: Tensor, levels: Tensor, weights: Tensor, mask: Tensor
+    ) -> Tensor:
+        """L_MSG's masked view of E^sid: per sequence one level m, drawn uniformly on the CPU
+        generator (seeded, checkpointed), is replaced by the learnable mask token at every real
+        slot. Built as E^sid + w_m (token - g^m) rather than by re-fusing a masked copy of all G
+        levels (the same value, a G-times smaller tensor)."""
         assert self.granularity_mask is not None
-        b, _, n_levels, _ = levels.shape
+        b, length, n_levels, d = levels.shape
         m = torch.randint(0, n_levels, (b,)).to(levels.device)
-        hit = torch.nn.functional.one_hot(m, n_levels).to(torch.bool)  # [B, G]
-        hit = hit[:, None, :, None] & mask[:, :, None, None]
-        return torch.where(hit, self.granularity_mask.to(levels.dtype), levels)
+        g_m = levels.gather(2, m.view(b, 1, 1, 1).expand(b, length, 1, d)).squeeze(2)
+        w = weights.expand(-1, length, -1)
+        w_m = w.gather(2, m.view(b, 1, 1).expand(b, length, 1)).squeeze(2) * mask.to(w.dtype)
+        return e_sid + w_m.unsqueeze(-1) * (self.granularity_mask.to(levels.dtype) - g_m)
 
     def granularity_loss(self, state: H2RecState) -> Tensor:
         """L_MSG: the SID encoder's last-slot outputs of the global and the granularity-masked
@@ -282,8 +291,9 @@ class H2Rec(SequentialModel):
         real_rows = state.mask[:, -1]
         u_masked = state.u_masked
         if u_masked is None:  # forward_train ran in eval mode: make the masked view now
-            masked = self.mask_granularity(state.levels, state.mask)
-            u_masked = self._encode_sid(masked, state.alpha, state.mask)[:, -1]
+            e_sid = self._sid_input(state.levels, state.alpha)
+            masked = self.masked_sid_input(e_sid, state.levels, state.alpha, state.mask)
+            u_masked = self._encode_sid(masked, state.mask)[:, -1]
         if int(real_rows.sum()) < 2:
             return self.granularity_mask.sum() * 0.0
         return masked_granularity_loss(

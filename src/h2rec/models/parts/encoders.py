@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from h2rec.models.parts.dropout import Dropout
+
 Activation = Literal["relu", "gelu"]
 
 
@@ -96,8 +98,8 @@ class PointWiseFeedForward(nn.Module):
         self.fc1 = nn.Linear(d, inner)
         self.act = _activation(activation)
         self.fc2 = nn.Linear(inner, d)
-        self.drop1 = nn.Dropout(dropout)
-        self.drop2 = nn.Dropout(dropout)
+        self.drop1 = Dropout(dropout)
+        self.drop2 = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.drop2(self.fc2(self.act(self.drop1(self.fc1(x)))))
@@ -153,7 +155,7 @@ class SASRecEncoder(nn.Module):
         self.causal = causal
         self.position = nn.Embedding(max_len, d)
         nn.init.normal_(self.position.weight, std=0.02)
-        self.emb_dropout = nn.Dropout(dropout)
+        self.emb_dropout = Dropout(dropout)
         self.blocks = nn.ModuleList(
             SASRecBlock(d, n_heads, dropout, inner_size or d, activation) for _ in range(n_layers)
         )
@@ -179,12 +181,12 @@ class BERTBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.attn = MultiHeadAttention(d, n_heads, dropout)
-        self.attn_drop = nn.Dropout(dropout)
+        self.attn_drop = Dropout(dropout)
         self.attn_norm = nn.LayerNorm(d, eps=1e-12)
         self.fc1 = nn.Linear(d, inner)
         self.act = _activation(activation)
         self.fc2 = nn.Linear(inner, d)
-        self.ffn_drop = nn.Dropout(dropout)
+        self.ffn_drop = Dropout(dropout)
         self.ffn_norm = nn.LayerNorm(d, eps=1e-12)
 
     def forward(self, x: Tensor, allowed: Tensor, keep: Tensor) -> Tensor:
@@ -216,7 +218,7 @@ class BERT4RecEncoder(nn.Module):
         self.position = nn.Embedding(max_len, d)
         nn.init.normal_(self.position.weight, std=0.02)
         self.emb_norm = nn.LayerNorm(d, eps=1e-12)
-        self.emb_dropout = nn.Dropout(dropout)
+        self.emb_dropout = Dropout(dropout)
         self.blocks = nn.ModuleList(
             BERTBlock(d, n_heads, dropout, inner_size or 4 * d, activation) for _ in range(n_layers)
         )
@@ -254,7 +256,7 @@ class GRU4RecEncoder(nn.Module):
     def __init__(self, d: int, n_layers: int = 1, dropout: float = 0.2, bias: bool = True) -> None:
         super().__init__()
         self.d = d
-        self.emb_dropout = nn.Dropout(dropout)
+        self.emb_dropout = Dropout(dropout)
         self.gru = nn.GRU(
             d,
             d,
@@ -263,7 +265,7 @@ class GRU4RecEncoder(nn.Module):
             bias=bias,
             dropout=dropout if n_layers > 1 else 0.0,
         )
-        self.out_dropout = nn.Dropout(dropout)
+        self.out_dropout = Dropout(dropout)
 
     def forward(self, emb: Tensor, mask: Tensor) -> Tensor:
         length = emb.shape[1]

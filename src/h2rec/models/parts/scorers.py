@@ -19,9 +19,13 @@ def dot_all(user: Tensor, weights: Tensor) -> Tensor:
 
 
 def dot_items(user: Tensor, item_vecs: Tensor) -> Tensor:
-    """`[N, d] x [N, k, d] -> [N, k]` in float32, outside autocast."""
+    """`[N, d] x [N, k, d] -> [N, k]` in float32, outside autocast.
+
+    A broadcast product and sum, not `einsum`/`bmm`: for the few candidates per row of sampled
+    losses (k = 1..100) a batch of N tiny matrix products is 1.5-3x slower on CPU, forward and
+    backward."""
     with torch.autocast(device_type=user.device.type, enabled=False):
-        return torch.einsum("nd,nkd->nk", user.float(), item_vecs.float())
+        return (user.float().unsqueeze(-2) * item_vecs.float()).sum(-1)
 
 
 class DotScorer(nn.Module):
