@@ -48,13 +48,21 @@ class SequentialModel(nn.Module):
         """`hidden(seqs)` plus whatever `auxiliary_losses` needs from the same forward pass."""
         return self.hidden(seqs), None
 
-    def auxiliary_losses(self, state: Any, inputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+    def auxiliary_losses(
+        self, state: Any, inputs: Tensor, targets: Tensor, users: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """Extra training losses, ALREADY multiplied by their weights (e.g. H2Rec's beta * L_CA).
 
         `state` is what `forward_train` returned; `targets [B, L]` are the labels the objective
-        trains on (0 = none). Models without auxiliary losses return {}.
+        trains on (0 = none); `users [B]` the batch's internal user ids (for models with per-user
+        side data, e.g. LLM-ESR's similar users). Models without auxiliary losses return {}.
         """
         return {}
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Called by the trainer before training epoch `epoch` (0-based) of `epochs`, in train
+        mode: for curricula and between-epoch updates (e.g. MELT's tail-item refresh). It must be
+        a function of the parameters and `epoch` only, so a resumed run replays it exactly."""
 
     def item_weights(self) -> Tensor:
         """`[n_items + 1, d]` output item table (row 0 = padding, never recommended)."""

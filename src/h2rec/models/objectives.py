@@ -130,7 +130,12 @@ class NextItemObjective(_ScoredObjective):
         target_norm: float | None = None,
     ) -> tuple[Tensor, Logs]:
         return self.compute(
-            model, batch["inputs"], batch["targets"], batch.get("negatives"), target_norm
+            model,
+            batch["inputs"],
+            batch["targets"],
+            batch.get("negatives"),
+            target_norm,
+            users=batch.get("users"),
         )
 
     def compute(
@@ -140,6 +145,7 @@ class NextItemObjective(_ScoredObjective):
         targets: Tensor,
         negatives: Tensor | None = None,
         target_norm: float | None = None,
+        users: Tensor | None = None,
     ) -> tuple[Tensor, Logs]:
         hidden, state = model.forward_train(inputs)
         valid = targets != 0
@@ -154,7 +160,7 @@ class NextItemObjective(_ScoredObjective):
             last = torch.zeros_like(targets)
             last[rows, cols] = targets[rows, cols]
             targets = last
-        return _total(model, loss, rows.numel(), target_norm, state, inputs, targets)
+        return _total(model, loss, rows.numel(), target_norm, state, inputs, targets, users)
 
 
 def _total(
@@ -165,11 +171,12 @@ def _total(
     state: object,
     inputs: Tensor,
     targets: Tensor,
+    users: Tensor | None = None,
 ) -> tuple[Tensor, Logs]:
     """L_rec (rescaled when `target_norm` is given) + the model's weighted auxiliary losses."""
     loss = rec * (n / target_norm) if target_norm else rec
     logs: Logs = {"loss_rec": rec.detach(), "n_targets": torch.tensor(n)}
-    for name, value in model.auxiliary_losses(state, inputs, targets).items():
+    for name, value in model.auxiliary_losses(state, inputs, targets, users).items():
         loss = loss + value
         logs[name] = value.detach()
     logs["loss"] = loss.detach()
@@ -260,7 +267,9 @@ class ClozeObjective(_ScoredObjective):
         batch: Mapping[str, Tensor],
         target_norm: float | None = None,
     ) -> tuple[Tensor, Logs]:
-        return self.compute(model, batch["inputs"], batch.get("negatives"), target_norm)
+        return self.compute(
+            model, batch["inputs"], batch.get("negatives"), target_norm, users=batch.get("users")
+        )
 
     def compute(
         self,
@@ -268,6 +277,7 @@ class ClozeObjective(_ScoredObjective):
         inputs: Tensor,
         negatives: Tensor | None = None,
         target_norm: float | None = None,
+        users: Tensor | None = None,
     ) -> tuple[Tensor, Logs]:
         mask_token_id = getattr(model, "mask_token_id", None)
         if mask_token_id is None:
@@ -276,4 +286,4 @@ class ClozeObjective(_ScoredObjective):
         hidden, state = model.forward_train(corrupted)
         rows, cols = torch.nonzero(labels != 0, as_tuple=True)
         loss = self._slot_loss(model, hidden, rows, cols, labels, negatives)
-        return _total(model, loss, rows.numel(), target_norm, state, corrupted, labels)
+        return _total(model, loss, rows.numel(), target_norm, state, corrupted, labels, users)

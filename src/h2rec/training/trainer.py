@@ -306,6 +306,7 @@ class Trainer:
     def _train_epoch(self, state: dict[str, Any]) -> None:
         cfg, epoch = self.cfg, state["epoch"]
         self.model.train()
+        self.model.start_epoch(epoch, cfg.epochs)
         t0 = time.perf_counter()
         total_loss, n_batches, n_seqs, n_targets = 0.0, 0, 0, 0
         parts: dict[str, float] = {}  # loss components (loss_rec, H2Rec's loss_ca, loss_msg)

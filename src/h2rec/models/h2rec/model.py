@@ -243,7 +243,7 @@ class H2Rec(SequentialModel):
 
     # -- auxiliary losses -----------------------------------------------------------------------
     def auxiliary_losses(
-        self, state: H2RecState, inputs: Tensor, targets: Tensor
+        self, state: H2RecState, inputs: Tensor, targets: Tensor, users: Tensor | None = None
     ) -> dict[str, Tensor]:
         out: dict[str, Tensor] = {}
         if self.positives is not None:
