@@ -1,4 +1,5 @@
-"""`h2rec` command line: `prepare`, `stats`, `synth` and the main job `pipeline`."""
+"""`h2rec` command line: `prepare`, `stats`, `synth`, `embed`, `tokenize`, `train`, `evaluate`,
+`experiment run/status/report`, `tune` and the main job `pipeline`."""
 
 from __future__ import annotations
 
@@ -336,6 +337,142 @@ def pipeline(
         for res in result["train"]["results"].values():
             for table in render_results([res]):
                 console.print(table)
+
+
+experiment_app = typer.Typer(
+    help="Declarative experiments: run a grid of cells resumably, report tables and figures.",
+    no_args_is_help=True,
+)
+app.add_typer(experiment_app, name="experiment")
+
+ExperimentArg = Annotated[
+    str, typer.Argument(help="experiment YAML file or built-in name (experiments/table2, ...)")
+]
+
+
+def _cell_filter(datasets: list[str] | None, models: list[str] | None, seeds: list[int] | None):  # type: ignore[no-untyped-def]
+    if not (datasets or models or seeds):
+        return None
+    return lambda c: (
+        (not datasets or c.dataset in datasets)
+        and (not models or c.model in models)
+        and (not seeds or c.seed in seeds)
+    )
+
+
+@experiment_app.command("run")
+def experiment_run(
+    experiment: ExperimentArg,
+    lane: Annotated[str, typer.Option(help="i/n: run every n-th cell starting at i")] = "0/1",
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads per cell")] = None,
+    rerun_stale: Annotated[
+        bool, typer.Option(help="rerun cells whose config changed since they finished")
+    ] = False,
+    dataset: Annotated[list[str] | None, typer.Option(help="only these datasets")] = None,
+    model: Annotated[list[str] | None, typer.Option(help="only these model labels")] = None,
+    seed: Annotated[list[int] | None, typer.Option(help="only these seeds")] = None,
+    dry_run: Annotated[bool, typer.Option(help="print the plan and projection only")] = False,
+) -> None:
+    """Run an experiment's unfinished cells; finished ones are skipped, interrupted ones resume."""
+    from h2rec.experiments import load_experiment, run, status
+    from h2rec.experiments.runner import projection
+
+    spec = _run(load_experiment, experiment)
+    only = _cell_filter(dataset, model, seed)
+    if dry_run:
+        sts = _run(status, spec, only)
+        plan = projection(sts)
+        for st in sts:
+            console.print(f"{st.state:>8}  {st.cell.key}")
+        console.print(
+            f"{plan['cells_left']} cells to run; projected {plan['known_s'] / 3600:.1f} h "
+            f"(+ {plan['rough_s'] / 3600:.1f} h rough, {plan['unknown_cells']} without estimate)"
+        )
+        return
+    i, _, n = lane.partition("/")
+    try:
+        lane_t = (int(i), int(n or 1))
+    except ValueError:
+        err_console.print(f"[bold red]error:[/] --lane must be i/n, got {lane!r}")
+        raise typer.Exit(2) from None
+    _run(
+        run,
+        spec,
+        lane=lane_t,
+        threads=threads,
+        rerun_stale=rerun_stale,
+        only=only,
+        echo=console.print,
+    )
+
+
+@experiment_app.command("status")
+def experiment_status(experiment: ExperimentArg) -> None:
+    """Which cells are done, stale, partial (checkpoint) or still to run."""
+    from h2rec.experiments import load_experiment, status
+
+    spec = _run(load_experiment, experiment)
+    counts: dict[str, int] = {}
+    for st in _run(status, spec):
+        counts[st.state] = counts.get(st.state, 0) + 1
+        console.print(f"{st.state:>8}  {st.cell.key}")
+    console.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+
+
+@experiment_app.command("adopt")
+def experiment_adopt(
+    experiment: ExperimentArg,
+    run_dirs: Annotated[list[Path], typer.Argument(help="finished run folders (h2rec train)")],
+) -> None:
+    """Record finished runs whose saved config equals a cell's as that cell (no retraining)."""
+    from h2rec.experiments import load_experiment
+    from h2rec.experiments.runner import adopt
+
+    spec = _run(load_experiment, experiment)
+    keys = _run(adopt, spec, run_dirs, echo=console.print)
+    console.print(f"{len(keys)} cells adopted")
+
+
+@experiment_app.command("report")
+def experiment_report(
+    experiment: ExperimentArg,
+    out: Annotated[Path | None, typer.Option(help="folder for report.md, CSVs and PNGs")] = None,
+    write: Annotated[
+        Path | None,
+        typer.Option(help="also replace this experiment's marked block in a Markdown file"),
+    ] = None,
+) -> None:
+    """Aggregate finished cells: mean ± std over seeds, best/second marks, paired t-tests against
+    the strongest baseline, Markdown + CSV tables and PNG figures."""
+    from h2rec.experiments import load_experiment, report, status, write_block
+
+    spec = _run(load_experiment, experiment)
+    md = _run(report, spec, _run(status, spec), out)
+    console.print(md, markup=False, highlight=False)
+    if write is not None:
+        write_block(write, spec.name, md)
+        console.print(f"-> {write}")
+
+
+@app.command()
+def tune(
+    config: Annotated[str, typer.Argument(help="search YAML file or built-in name (tune/...)")],
+    overrides: Overrides = None,
+    trials: Annotated[
+        int | None, typer.Option(help="number of trials (default: the file's)")
+    ] = None,
+) -> None:
+    """Optuna search over a config space, selecting on the VALIDATION metric only; resumable."""
+    from h2rec.config import load_config
+    from h2rec.experiments.tuning import TuneConfig
+    from h2rec.experiments.tuning import tune as run_tune
+
+    cfg = _run(load_config, TuneConfig, config, overrides or [])
+    result = _run(run_tune, cfg, n_trials=trials, echo=console.print)
+    console.print(
+        f"best trial {result['best_trial']}: valid {cfg.metric} {result['best_value']:.4f} with "
+        f"{result['best_params']} -> {result['out']}"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,255 @@
+"""Run an experiment's cells, skipping finished ones and resuming interrupted ones.
+
+Each finished cell leaves ONE small JSON (`<results_dir>/<dataset>/<model>-s<seed>.json`: the
+resolved config and its hash, every test protocol's overall and group metrics with their protocol
+stamp, epochs and timings). Those files are the experiment's record — small enough to commit —
+while run folders (checkpoints) stay in `runs_dir`. A cell counts as finished only while its
+stored config hash equals the one the experiment file gives now; an edited experiment marks the
+changed cells "stale" and they are run again only when asked (`rerun_stale`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from h2rec.errors import ConfigError
+from h2rec.experiments.spec import Cell, ExperimentSpec, cells, config_hash, config_identity
+from h2rec.io import atomic_write_json
+
+log = logging.getLogger("h2rec")
+CELL_FORMAT = "h2rec-cell/1"
+
+
+@dataclass
+class CellStatus:
+    cell: Cell
+    state: str  # "done", "stale", "partial" (checkpoint exists) or "todo"
+    record: dict[str, Any] | None = None  # the stored result when done or stale
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: unreadable cell result ({exc}); delete it to rerun") from exc
+    if data.get("format") != CELL_FORMAT:
+        raise ConfigError(f"{path}: not an h2rec cell result (format {data.get('format')!r})")
+    return data
+
+
+def status(spec: ExperimentSpec, only: Callable[[Cell], bool] | None = None) -> list[CellStatus]:
+    """The state of every cell (optionally filtered), in run order."""
+    out = []
+    for cell in cells(spec):
+        if only is not None and not only(cell):
+            continue
+        record = read_record(cell.result_file(spec.results_path))
+        if record is not None:
+            same = record.get("config_hash") == config_hash(cell.train_config())
+            out.append(CellStatus(cell, "done" if same else "stale", record))
+        elif (spec.runs_path / cell.run_name / "checkpoints" / "last").exists():
+            out.append(CellStatus(cell, "partial"))
+        else:
+            out.append(CellStatus(cell, "todo"))
+    return out
+
+
+def projection(statuses: list[CellStatus]) -> dict[str, Any]:
+    """Projected wall time of the cells still to run: the median of finished cells of the same
+    model on the same dataset; else, separately reported as rough, the median of any finished
+    cell on that dataset; else the cell is counted as having no estimate."""
+    done: dict[tuple[str, str], list[float]] = {}
+    by_ds: dict[str, list[float]] = {}
+    for st in statuses:
+        if st.state == "done" and st.record is not None:
+            sec = float(st.record.get("wall_seconds") or 0.0)
+            done.setdefault((st.cell.dataset, st.cell.model), []).append(sec)
+            by_ds.setdefault(st.cell.dataset, []).append(sec)
+    known = rough = 0.0
+    unknown = 0
+    for st in statuses:
+        if st.state == "done":
+            continue
+        key = (st.cell.dataset, st.cell.model)
+        if key in done:
+            known += statistics.median(done[key])
+        elif st.cell.dataset in by_ds:
+            rough += statistics.median(by_ds[st.cell.dataset])
+        else:
+            unknown += 1
+    n_left = sum(st.state != "done" for st in statuses)
+    return {"cells_left": n_left, "known_s": known, "rough_s": rough, "unknown_cells": unknown}
+
+
+def cell_record(
+    cell: Cell,
+    cfg: Any,
+    summary: dict[str, Any],
+    results: dict[str, dict[str, Any]],
+    wall_seconds: float,
+) -> dict[str, Any]:
+    """The committed JSON of one finished cell; `results`: protocol -> EvalResult.to_dict()."""
+    return {
+        "format": CELL_FORMAT,
+        "experiment": cell.experiment,
+        "cell": cell.key,
+        "dataset": cell.dataset,
+        "model": cell.model,
+        "seed": cell.seed,
+        "config_hash": config_hash(cfg),
+        "config": cfg.model_dump(mode="json"),
+        "epochs_run": summary.get("epochs_run"),
+        "best_epoch": summary.get("best_epoch"),
+        "best_valid": summary.get("best_valid"),
+        "train_seconds": summary.get("train_seconds"),
+        "wall_seconds": wall_seconds,
+        "device": summary.get("device"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "results": {
+            protocol: {
+                "stamp": res["stamp"],
+                "overall": res["overall"],
+                "groups": {g: v["metrics"] for g, v in res["groups"].items()},
+                "group_users": {g: v["n_users"] for g, v in res["groups"].items()},
+            }
+            for protocol, res in results.items()
+        },
+    }
+
+
+def adopt(
+    spec: ExperimentSpec, run_dirs: list[Path], echo: Callable[[str], None] = print
+) -> list[str]:
+    """Record finished runs trained elsewhere (e.g. by `h2rec train`) as this experiment's cells
+    when their saved config equals a cell's (storage place and thread count aside), so no run
+    is trained twice. Returns the adopted cell keys."""
+    from h2rec.config import validate
+    from h2rec.training import TrainConfig
+
+    todo = {st.cell.key: st.cell for st in status(spec) if st.state != "done"}
+    wanted = {
+        key: config_identity(cell.train_config().model_dump(mode="json"))
+        for key, cell in todo.items()
+    }
+    adopted = []
+    for run_dir in run_dirs:
+        summary_file, config_file = run_dir / "summary.json", run_dir / "config.yaml"
+        if not (summary_file.is_file() and config_file.is_file()):
+            continue
+        saved = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        identity = config_identity(
+            validate(TrainConfig, saved, source=str(config_file)).model_dump(mode="json")
+        )
+        for key, want in wanted.items():
+            if want != identity or key in adopted:
+                continue
+            cell = todo[key]
+            summary = json.loads(summary_file.read_text(encoding="utf-8"))
+            results = {}
+            for protocol in identity["eval"]["test_protocols"]:
+                f = run_dir / "results" / f"test-{protocol}.json"
+                if not f.is_file():
+                    break
+                results[protocol] = json.loads(f.read_text(encoding="utf-8"))
+            else:
+                wall = float(summary.get("train_seconds") or 0.0)
+                record = cell_record(cell, cell.train_config(), summary, results, wall)
+                record["adopted_from"] = str(run_dir)
+                atomic_write_json(cell.result_file(spec.results_path), record)
+                adopted.append(key)
+                echo(f"adopted {run_dir} as {key}")
+    return adopted
+
+
+def run_cell(spec: ExperimentSpec, cell: Cell, threads: int | None = None) -> dict[str, Any]:
+    """Train (or resume) one cell and write its result JSON atomically; returns the record."""
+    from h2rec.training import Trainer
+
+    cfg = cell.train_config()
+    if threads:
+        cfg = cfg.model_copy(update={"threads": threads})
+    run_dir = spec.runs_path / cell.run_name
+    # resume only a run of this config (the thread count it started with is kept); a stale one
+    # (the experiment changed since) restarts
+    saved = run_dir / "config.yaml"
+    resume = False
+    if (run_dir / "checkpoints" / "last").exists() and saved.is_file():
+        old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+        now = cfg.model_dump(mode="json")
+        if {k: v for k, v in old.items() if k != "threads"} == {
+            k: v for k, v in now.items() if k != "threads"
+        }:
+            cfg = cfg.model_copy(update={"threads": old.get("threads")})
+            resume = True
+    if (run_dir / "checkpoints" / "last").exists() and not resume:
+        log.warning("%s: its config changed since it started; training it again", run_dir)
+    t0 = time.perf_counter()
+    out = Trainer(cfg).fit(resume=resume, overwrite=not resume)
+    wall = time.perf_counter() - t0
+    if resume:  # add the earlier sessions' training time: wall time of the whole cell
+        wall = max(wall, float(out["summary"].get("train_seconds") or 0.0))
+    results = {p: r.to_dict() for p, r in out["results"].items()}
+    record = cell_record(cell, cfg, out["summary"], results, wall)
+    atomic_write_json(cell.result_file(spec.results_path), record)
+    return record
+
+
+def run(
+    spec: ExperimentSpec,
+    *,
+    lane: tuple[int, int] = (0, 1),
+    threads: int | None = None,
+    rerun_stale: bool = False,
+    only: Callable[[Cell], bool] | None = None,
+    echo: Callable[[str], None] = print,
+) -> list[CellStatus]:
+    """Run every unfinished cell of this lane (cell k runs in lane k mod n)."""
+    i, n = lane
+    if not 0 <= i < n:
+        raise ConfigError(f"lane {i}/{n}: need 0 <= i < n")
+    statuses = status(spec, only)
+    plan = projection(statuses)
+    echo(
+        f"{spec.name}: {len(statuses)} cells, {plan['cells_left']} to run; projected "
+        f"{plan['known_s'] / 3600:.1f} h from finished cells of the same model"
+        + (
+            f" + about {plan['rough_s'] / 3600:.1f} h (other models' median)"
+            if plan["rough_s"]
+            else ""
+        )
+        + (
+            f" + {plan['unknown_cells']} cells with no estimate yet"
+            if plan["unknown_cells"]
+            else ""
+        )
+        + (f", over {n} lanes" if n > 1 else "")
+    )
+    for k, st in enumerate(statuses):
+        if k % n != i or st.state == "done" or (st.state == "stale" and not rerun_stale):
+            if st.state == "stale" and not rerun_stale and k % n == i:
+                echo(f"  {st.cell.key}: stale (config changed); pass --rerun-stale to redo it")
+            continue
+        echo(f"[{k + 1}/{len(statuses)}] {st.cell.key} ({st.state})")
+        st.record = run_cell(spec, st.cell, threads)
+        st.state = "done"
+        ndcg = ", ".join(
+            f"{p} {r['overall'].get('NDCG@10', float('nan')):.4f}"
+            for p, r in st.record["results"].items()
+        )
+        echo(
+            f"  done in {st.record['wall_seconds'] / 60:.1f} min, "
+            f"{st.record['epochs_run']} epochs; test NDCG@10 {ndcg}"
+        )
+    return statuses

@@ -1,0 +1,143 @@
+"""Report aggregation against numpy/scipy computed independently on made-up cell results."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from h2rec.experiments.report import collect, paired_test, report, summarize, write_block
+from h2rec.experiments.runner import CELL_FORMAT, CellStatus
+from h2rec.experiments.spec import ExperimentSpec, cells
+
+# made-up test NDCG@10 per (model, seed), overall and tail
+VALUES = {
+    "H2Rec": {42: (0.30, 0.20), 43: (0.32, 0.22), 44: (0.31, 0.25)},
+    "SASRec": {42: (0.28, 0.10), 43: (0.29, 0.12), 44: (0.30, 0.09)},
+    "SID-only": {42: (0.20, 0.15), 43: (0.21, 0.14), 44: (0.19, 0.16)},
+}
+
+
+def _spec(**report) -> ExperimentSpec:
+    return ExperimentSpec.model_validate(
+        {
+            "name": "t2",
+            "base": "train/sasrec-synth",
+            "datasets": {"synth": {"data": "nowhere"}},
+            "seeds": [42, 43, 44],
+            "models": {m: {} for m in VALUES},
+            "report": {"target": "H2Rec", "metrics": ["NDCG@10"], **report},
+        }
+    )
+
+
+def _records(protocol: str = "full") -> list[dict]:
+    out = []
+    for m, per_seed in VALUES.items():
+        for seed, (overall, tail) in per_seed.items():
+            out.append(
+                {
+                    "format": CELL_FORMAT,
+                    "dataset": "synth",
+                    "model": m,
+                    "seed": seed,
+                    "wall_seconds": 60.0,
+                    "device": "cpu",
+                    "results": {
+                        protocol: {
+                            "stamp": {"split": "test", "tie_policy": "pessimistic"},
+                            "overall": {"NDCG@10": overall},
+                            "groups": {"tail": {"NDCG@10": tail}, "head": {"NDCG@10": overall}},
+                        }
+                    },
+                }
+            )
+    return out
+
+
+def test_mean_and_sample_std_match_numpy() -> None:
+    data = collect(_records())
+    s = summarize(data[("synth", "H2Rec", "full", "tail", "NDCG@10")])
+    v = np.array([0.20, 0.22, 0.25])
+    assert s.mean == pytest.approx(v.mean())
+    assert s.std == pytest.approx(v.std(ddof=1))
+    assert s.n == 3
+
+
+def test_paired_t_test_matches_the_formula() -> None:
+    a = {42: 0.20, 43: 0.22, 44: 0.25}
+    b = {42: 0.10, 43: 0.12, 44: 0.09}
+    t, p, n = paired_test(a, b)
+    d = np.array([0.10, 0.10, 0.16])
+    t_hand = d.mean() / (d.std(ddof=1) / math.sqrt(3))
+    p_hand = 2 * stats.t.sf(abs(t_hand), df=2)
+    assert (t, n) == (pytest.approx(t_hand), 3)
+    assert p == pytest.approx(p_hand)
+    # only seeds both have are paired; fewer than two pairs gives NaN, never a fake p
+    assert math.isnan(paired_test({42: 1.0}, {42: 0.5, 43: 0.4})[1])
+
+
+def test_report_marks_best_second_and_significance(tmp_path) -> None:
+    spec = _spec()
+    sts = [CellStatus(c, "done", r) for c, r in zip(_cells_for(spec), _records(), strict=True)]
+    md = report(spec, sts, tmp_path)
+    # tail: H2Rec best (bold), SID-only second (underlined); overall: H2Rec best, SASRec second
+    row = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    assert "**0.3100 ± 0.0100**" in row["H2Rec"]
+    assert "<u>0.2900 ± 0.0100</u>" in row["SASRec"]
+    assert "<u>0.1500 ± 0.0100</u>" in row["SID-only"]
+    # strongest baseline = SASRec (best overall mean); tail difference is significant at 0.05
+    t, p, _ = paired_test({42: 0.20, 43: 0.22, 44: 0.25}, {42: 0.10, 43: 0.12, 44: 0.09})
+    assert p < 0.05
+    assert f"tail NDCG@10: H2Rec vs SASRec, t = {t:+.2f}, p = {p:.3g}" in md
+    with open(tmp_path / "t2-full.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    tail = next(r for r in rows if r["model"] == "H2Rec" and r["group"] == "tail")
+    assert float(tail["mean"]) == pytest.approx(np.mean([0.20, 0.22, 0.25]))
+    assert float(tail["p"]) == pytest.approx(p)
+    assert (tmp_path / "report.md").read_text() == md
+
+
+def test_protocols_get_separate_tables(tmp_path) -> None:
+    spec = _spec(protocols=["full", "uni100"])
+    recs = _records("full")
+    for r, r2 in zip(recs, _records("uni100"), strict=True):
+        r["results"].update(r2["results"])
+    sts = [CellStatus(c, "done", r) for c, r in zip(_cells_for(spec), recs, strict=True)]
+    md = report(spec, sts, tmp_path)
+    assert md.count("#### Protocol `full`") == 1 and md.count("#### Protocol `uni100`") == 1
+    assert (tmp_path / "t2-uni100.csv").is_file()
+
+
+def test_figures_are_written(tmp_path) -> None:
+    spec = _spec(
+        figures=[
+            {
+                "kind": "groups",
+                "name": "fig4",
+                "models": ["H2Rec", "SASRec"],
+                "groups": ["tail", "head"],
+            }
+        ]
+    )
+    sts = [CellStatus(c, "done", r) for c, r in zip(_cells_for(spec), _records(), strict=True)]
+    report(spec, sts, tmp_path)
+    assert (tmp_path / "fig4.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_write_block_replaces_only_its_block(tmp_path) -> None:
+    doc = tmp_path / "results.md"
+    doc.write_text("intro\n<!-- experiment:t2:start -->\nold\n<!-- experiment:t2:end -->\noutro\n")
+    write_block(doc, "t2", "new table")
+    assert doc.read_text() == (
+        "intro\n<!-- experiment:t2:start -->\nnew table\n<!-- experiment:t2:end -->\noutro\n"
+    )
+
+
+def _cells_for(spec: ExperimentSpec):
+    """Cells in the order _records() lists them (model-major, then seed)."""
+    by = {(c.model, c.seed): c for c in cells(spec)}
+    return [by[m, s] for m, per in VALUES.items() for s in per]

@@ -1,0 +1,196 @@
+"""Experiment files, the grid, and resumable running on the synthetic dataset."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from h2rec.errors import ConfigError
+from h2rec.experiments import cells, load_experiment, run, status
+from h2rec.experiments.spec import ExperimentSpec
+from h2rec.training import Trainer
+
+
+def _spec(tmp_path, ds, **extra) -> ExperimentSpec:
+    raw = {
+        "name": "tiny",
+        "base": "train/sasrec-synth",
+        "overrides": [
+            "epochs=1",
+            "model.hidden_size=16",
+            "model.n_layers=1",
+            "max_len=10",
+            "eval.test_protocols=[full]",
+        ],
+        "datasets": {"synth": {"data": str(ds.path)}},
+        "seeds": [1, 2],
+        "models": {"SASRec": {}, "MostPop": {"model": {"name": "mostpop"}}},
+        "runs_dir": str(tmp_path / "runs" / "{name}"),
+        "results_dir": str(tmp_path / "results" / "{name}"),
+        **extra,
+    }
+    return ExperimentSpec.model_validate(raw)
+
+
+def test_grid_order_overrides_and_sweeps(tmp_path) -> None:
+    spec = ExperimentSpec.model_validate(
+        {
+            "name": "g",
+            "base": "train/sasrec-{dataset}",
+            "overrides": ["epochs=3", "model.dropout=0.1"],
+            "datasets": {"synth": {"data": "d1", "overrides": ["epochs=4"]}},
+            "seeds": [7],
+            "models": {"A": {"overrides": ["model.dropout=0.3"]}},
+            "sweeps": [
+                {"model": "A", "key": "model.n_layers", "values": [1, 3], "label": "A L={value}"}
+            ],
+        }
+    )
+    cs = cells(spec)
+    assert [c.model for c in cs] == ["A", "A L=1", "A L=3"]
+    cfg = cs[0].train_config()
+    # dataset overrides beat the experiment's, the model's beat both; {dataset} is substituted
+    assert (cfg.epochs, cfg.model.params()["dropout"], cfg.data, cfg.seed) == (4, 0.3, "d1", 7)
+    assert cs[0].config == "train/sasrec-synth"
+    assert cs[2].train_config().model.params()["n_layers"] == 3
+    assert spec.models["A L=3"].x == 3.0 and spec.models["A L=3"].group == "model.n_layers"
+
+
+def test_bad_spec_names_the_field() -> None:
+    with pytest.raises(Exception, match="unknown model 'Nope'"):
+        ExperimentSpec.model_validate(
+            {
+                "name": "x",
+                "base": "b",
+                "datasets": {"d": {"data": "p"}},
+                "models": {"A": {}},
+                "report": {"target": "Nope"},
+            }
+        )
+    with pytest.raises(ConfigError, match="collide"):
+        cells(
+            ExperimentSpec.model_validate(
+                {
+                    "name": "x",
+                    "base": "b",
+                    "datasets": {"d": {"data": "p"}},
+                    "models": {"A b": {}, "a-b": {}},
+                }
+            )
+        )
+
+
+def test_run_skips_finished_cells_and_detects_stale_ones(
+    tmp_path, synth_sid_dataset, monkeypatch
+) -> None:
+    spec = _spec(tmp_path, synth_sid_dataset)
+    calls = []
+    real_fit = Trainer.fit
+
+    def counting_fit(self, **kw):  # type: ignore[no-untyped-def]
+        calls.append(self.cfg.name)
+        return real_fit(self, **kw)
+
+    monkeypatch.setattr(Trainer, "fit", counting_fit)
+    run(spec, echo=lambda _: None)
+    assert len(calls) == 4
+    rec = json.loads((spec.results_path / "synth" / "sasrec-s1.json").read_text())
+    assert rec["seed"] == 1 and rec["config"]["epochs"] == 1
+    assert 0.0 <= rec["results"]["full"]["overall"]["NDCG@10"] <= 1.0
+    assert "tail" in rec["results"]["full"]["groups"]
+    # a second run does nothing: every cell is done
+    run(spec, echo=lambda _: None)
+    assert len(calls) == 4
+    assert {s.state for s in status(spec)} == {"done"}
+    # changing the grid's shared settings makes the cells stale; they rerun only when asked
+    spec2 = _spec(
+        tmp_path,
+        synth_sid_dataset,
+        overrides=[
+            "epochs=2",
+            "model.hidden_size=16",
+            "model.n_layers=1",
+            "max_len=10",
+            "eval.test_protocols=[full]",
+        ],
+    )
+    assert {s.state for s in status(spec2) if s.cell.model == "SASRec"} == {"stale"}
+    run(spec2, echo=lambda _: None, only=lambda c: c.model == "SASRec" and c.seed == 1)
+    assert len(calls) == 4
+    run(
+        spec2,
+        echo=lambda _: None,
+        rerun_stale=True,
+        only=lambda c: c.model == "SASRec" and c.seed == 1,
+    )
+    assert len(calls) == 5
+    assert (
+        json.loads((spec.results_path / "synth" / "sasrec-s1.json").read_text())["config"]["epochs"]
+        == 2
+    )
+
+
+def test_interrupted_cell_resumes_from_its_checkpoint(
+    tmp_path, synth_sid_dataset, monkeypatch
+) -> None:
+    spec = _spec(
+        tmp_path,
+        synth_sid_dataset,
+        overrides=[
+            "epochs=2",
+            "model.hidden_size=16",
+            "model.n_layers=1",
+            "max_len=10",
+            "eval.test_protocols=[full]",
+        ],
+        models={"SASRec": {}},
+        seeds=[3],
+    )
+    (cell,) = cells(spec)
+    Trainer(cell.train_config()).fit(max_epochs=1)  # "interrupted" after one epoch
+    assert status(spec)[0].state == "partial"
+    seen = {}
+    real_fit = Trainer.fit
+
+    def spy(self, **kw):  # type: ignore[no-untyped-def]
+        seen.update(kw)
+        return real_fit(self, **kw)
+
+    monkeypatch.setattr(Trainer, "fit", spy)
+    run(spec, echo=lambda _: None)
+    assert seen["resume"] is True
+    assert json.loads(cell.result_file(spec.results_path).read_text())["epochs_run"] == 2
+
+
+def test_lanes_split_the_cells(tmp_path, synth_sid_dataset, monkeypatch) -> None:
+    spec = _spec(tmp_path, synth_sid_dataset)
+    ran: list[str] = []
+    monkeypatch.setattr(
+        "h2rec.experiments.runner.run_cell",
+        lambda s, c, t=None: (
+            ran.append(c.key) or {"wall_seconds": 0, "epochs_run": 0, "results": {}}
+        ),
+    )
+    run(spec, lane=(1, 2), echo=lambda _: None)
+    assert ran == [c.key for k, c in enumerate(cells(spec)) if k % 2 == 1]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "experiments/table2",
+        "experiments/table3",
+        "experiments/table4",
+        "experiments/table5",
+        "experiments/table6",
+        "experiments/table7",
+        "experiments/table8",
+        "experiments/figure3",
+        "experiments/figure4",
+    ],
+)
+def test_shipped_experiment_files_validate(name) -> None:
+    spec = load_experiment(name)
+    for cell in cells(spec):
+        cell.train_config()  # every cell resolves to a valid training config
