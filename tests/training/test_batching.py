@@ -93,3 +93,25 @@ def test_expected_targets_per_batch_matches_a_full_epoch() -> None:
     cloze = BatchIterator(seqs, batch_size=6, max_len=4, seed=0, kind="sequence")
     real = sum(int((b.inputs > 0).sum()) for b in cloze.epoch(0))
     assert cloze.targets_per_batch(0.5) * len(cloze) == 0.5 * real
+
+
+def test_cloze_batches_carry_negatives_for_sampled_losses() -> None:
+    """Cloze (BERT4Rec-style) batches with num_negatives > 0 get [B, L, k] negatives: none at
+    padding, none from the user's training history (the label of a slot is its own item)."""
+    ds = _dataset(4, n_items=40)
+    seqs = TrainSequences(ds)
+    it = BatchIterator(seqs, batch_size=8, max_len=6, seed=0, kind="sequence", num_negatives=3)
+    naive = _naive_train_seqs(ds)
+    for b in it.epoch(0):
+        assert b.negatives is not None
+        assert tuple(b.negatives.shape) == (*b.inputs.shape, 3)
+        inputs, neg = b.inputs.numpy(), b.negatives.numpy()
+        assert (neg[inputs == 0] == 0).all()
+        for u, row_in, row_neg in zip(b.users.numpy(), inputs, neg, strict=True):
+            hist = set(naive[int(u)])
+            for item, ns in zip(row_in, row_neg, strict=True):
+                if item:
+                    assert all(1 <= n <= ds.n_items and n not in hist for n in ns)
+    # without a sampled loss nothing is drawn
+    plain = BatchIterator(seqs, batch_size=8, max_len=6, seed=0, kind="sequence")
+    assert next(plain.epoch(0)).negatives is None

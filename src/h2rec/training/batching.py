@@ -180,7 +180,16 @@ class BatchIterator:
     def batch(self, users: np.ndarray, rng: np.random.Generator) -> TrainBatch:
         if self.kind == "sequence":
             inputs = self.seqs.windows(users, self._width(users, self.max_len))
-            return TrainBatch(torch.from_numpy(inputs), None, None, torch.from_numpy(users))
+            seq_negatives = None
+            if self.num_negatives > 0:  # cloze with a sampled loss: the label of a slot is its item
+                neg = sample_negatives(
+                    rng, self.seqs, users, inputs, self.num_negatives, self.negatives_exclude
+                )
+                neg[inputs == 0] = 0
+                seq_negatives = torch.from_numpy(neg)
+            return TrainBatch(
+                torch.from_numpy(inputs), None, seq_negatives, torch.from_numpy(users)
+            )
         win = self.seqs.windows(users, self._width(users, self.max_len + 1))
         inputs, targets = win[:, :-1], win[:, 1:].copy()
         targets[inputs == 0] = 0
