@@ -191,6 +191,9 @@ def test_lanes_split_the_cells(tmp_path, synth_sid_dataset, monkeypatch) -> None
     ],
 )
 def test_shipped_experiment_files_validate(name) -> None:
+    from h2rec.models.registry import parse_model_config
+
     spec = load_experiment(name)
     for cell in cells(spec):
-        cell.train_config()  # every cell resolves to a valid training config
+        cfg = cell.train_config()  # every cell resolves to a valid training config
+        parse_model_config(cfg.model.name, cfg.model.params())  # naming a registered model
