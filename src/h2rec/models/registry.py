@@ -60,7 +60,16 @@ def register_model(name: str, config: type[ModelConfig]) -> Callable[[Factory], 
 def _load_builtin() -> None:
     # The baselines register themselves on import; importing here makes `build_model` work even
     # when only this module was imported.
-    for module in ("baselines", "ccfrec", "companions", "h2rec", "llm_esr", "pcr_ca", "url4dr"):
+    for module in (
+        "baselines",
+        "ccfrec",
+        "companions",
+        "h2rec",
+        "llm_esr",
+        "melt",
+        "pcr_ca",
+        "url4dr",
+    ):
         importlib.import_module(f"h2rec.models.{module}")
 
 
