@@ -197,3 +197,27 @@ def test_shipped_experiment_files_validate(name) -> None:
     for cell in cells(spec):
         cfg = cell.train_config()  # every cell resolves to a valid training config
         parse_model_config(cfg.model.name, cfg.model.params())  # naming a registered model
+
+
+def test_projection_adds_medians_and_calibrated_epochs(tmp_path, synth_sid_dataset) -> None:
+    from h2rec.experiments.runner import CellStatus, calibrate, projection
+
+    spec = _spec(tmp_path, synth_sid_dataset, seeds=[1, 2, 3])
+    cs = {(c.model, c.seed): c for c in cells(spec)}
+    sts = [
+        CellStatus(cs["SASRec", 1], "done", {"wall_seconds": 100.0, "epochs_run": 4}),
+        CellStatus(cs["SASRec", 2], "done", {"wall_seconds": 300.0, "epochs_run": 8}),
+        CellStatus(cs["SASRec", 3], "todo"),
+        CellStatus(cs["MostPop", 1], "todo"),
+        CellStatus(cs["MostPop", 2], "partial"),
+    ]
+    plan = projection(sts)
+    # SASRec s3: median of its finished cells (200 s); MostPop: only the dataset median (200 s each)
+    assert (plan["cells_left"], plan["known_s"], plan["rough_s"]) == (3, 200.0, 400.0)
+    cal = {("synth", "MostPop"): {"epoch_s": 10.0, "max_epochs": 20.0}}
+    plan = projection(sts, cal)
+    # calibrated: 10 s/epoch x median epochs of finished cells on the dataset (6), cap 20
+    assert (plan["calibrated_s"], plan["calibrated_max_s"], plan["rough_s"]) == (120.0, 400.0, 0.0)
+    measured = calibrate(cs["SASRec", 3], steps=2)
+    assert measured["epoch_s"] > 0 and measured["max_epochs"] == 1.0
+    assert not (spec.runs_path / cs["SASRec", 3].run_name).exists()  # nothing written

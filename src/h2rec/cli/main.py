@@ -372,22 +372,30 @@ def experiment_run(
     model: Annotated[list[str] | None, typer.Option(help="only these model labels")] = None,
     seed: Annotated[list[int] | None, typer.Option(help="only these seeds")] = None,
     dry_run: Annotated[bool, typer.Option(help="print the plan and projection only")] = False,
+    calibrate: Annotated[
+        bool,
+        typer.Option(help="dry run that times a few steps of each unmeasured model (no training)"),
+    ] = False,
 ) -> None:
     """Run an experiment's unfinished cells; finished ones are skipped, interrupted ones resume."""
-    from h2rec.experiments import load_experiment, run, status
-    from h2rec.experiments.runner import projection
+    from h2rec.experiments import load_experiment, run, runner, status
 
     spec = _run(load_experiment, experiment)
     only = _cell_filter(dataset, model, seed)
-    if dry_run:
+    if dry_run or calibrate:
         sts = _run(status, spec, only)
-        plan = projection(sts)
         for st in sts:
             console.print(f"{st.state:>8}  {st.cell.key}")
-        console.print(
-            f"{plan['cells_left']} cells to run; projected {plan['known_s'] / 3600:.1f} h "
-            f"(+ {plan['rough_s'] / 3600:.1f} h rough, {plan['unknown_cells']} without estimate)"
-        )
+        measured: dict[tuple[str, str], dict[str, float]] = {}
+        if calibrate:
+            for st in sts:
+                key = (st.cell.dataset, st.cell.model)
+                if st.state != "done" and key not in measured:
+                    measured[key] = _run(runner.calibrate, st.cell, threads=threads)
+                    console.print(
+                        f"calibrated {key[0]} / {key[1]}: {measured[key]['epoch_s']:.0f} s per epoch"
+                    )
+        console.print(runner.describe(runner.projection(sts, measured)))
         return
     i, _, n = lane.partition("/")
     try:

@@ -66,31 +66,98 @@ def status(spec: ExperimentSpec, only: Callable[[Cell], bool] | None = None) -> 
     return out
 
 
-def projection(statuses: list[CellStatus]) -> dict[str, Any]:
-    """Projected wall time of the cells still to run: the median of finished cells of the same
-    model on the same dataset; else, separately reported as rough, the median of any finished
-    cell on that dataset; else the cell is counted as having no estimate."""
+def calibrate(cell: Cell, steps: int = 3, threads: int | None = None) -> dict[str, float]:
+    """Measure one cell's cost without training it: the median of `steps` training steps (after
+    one warm-up step) times the batches per epoch, plus one validation pass. Nothing is written."""
+    import torch
+
+    from h2rec.training import Trainer
+
+    cfg = cell.train_config()
+    if threads:
+        cfg = cfg.model_copy(update={"threads": threads})
+    tr = Trainer(cfg)
+    assert tr.optimizer is not None
+    norm = tr.targets_per_batch
+    tr.model.train()
+    it = tr.batches.epoch(0)
+    times = []
+    for k in range(steps + 1):
+        batch = next(it).to(tr.device)
+        t0 = time.perf_counter()
+        loss, _ = tr.objective(tr.model, batch.as_dict(), target_norm=norm)
+        tr.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        tr.optimizer.step()
+        if k:
+            times.append(time.perf_counter() - t0)
+    tr.model.eval()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        tr.evaluate("valid", cfg.eval.valid_protocol)
+    valid_s = time.perf_counter() - t0
+    epoch_s = statistics.median(times) * len(tr.batches) + valid_s
+    return {"epoch_s": epoch_s, "max_epochs": float(cfg.epochs)}
+
+
+def projection(
+    statuses: list[CellStatus], calibrated: dict[tuple[str, str], dict[str, float]] | None = None
+) -> dict[str, Any]:
+    """Projected wall time of the cells still to run.
+
+    `known_s`: cells whose (dataset, model) has finished cells - their median wall time.
+    `calibrated_s` / `calibrated_max_s`: cells measured by `calibrate` - seconds per epoch times
+    the median epochs of the finished cells on that dataset (early stopping), and times the
+    epoch cap (the bound). `rough_s`: the median of any finished cell on that dataset.
+    Otherwise the cell counts in `unknown_cells`.
+    """
     done: dict[tuple[str, str], list[float]] = {}
     by_ds: dict[str, list[float]] = {}
+    epochs_ds: dict[str, list[float]] = {}
     for st in statuses:
         if st.state == "done" and st.record is not None:
             sec = float(st.record.get("wall_seconds") or 0.0)
             done.setdefault((st.cell.dataset, st.cell.model), []).append(sec)
             by_ds.setdefault(st.cell.dataset, []).append(sec)
-    known = rough = 0.0
+            epochs_ds.setdefault(st.cell.dataset, []).append(
+                float(st.record.get("epochs_run") or 0)
+            )
+    out = {"known_s": 0.0, "calibrated_s": 0.0, "calibrated_max_s": 0.0, "rough_s": 0.0}
     unknown = 0
     for st in statuses:
         if st.state == "done":
             continue
         key = (st.cell.dataset, st.cell.model)
+        cal = (calibrated or {}).get(key)
         if key in done:
-            known += statistics.median(done[key])
+            out["known_s"] += statistics.median(done[key])
+        elif cal is not None:
+            epochs = statistics.median(epochs_ds.get(st.cell.dataset, [cal["max_epochs"]]))
+            out["calibrated_s"] += cal["epoch_s"] * min(epochs, cal["max_epochs"])
+            out["calibrated_max_s"] += cal["epoch_s"] * cal["max_epochs"]
         elif st.cell.dataset in by_ds:
-            rough += statistics.median(by_ds[st.cell.dataset])
+            out["rough_s"] += statistics.median(by_ds[st.cell.dataset])
         else:
             unknown += 1
     n_left = sum(st.state != "done" for st in statuses)
-    return {"cells_left": n_left, "known_s": known, "rough_s": rough, "unknown_cells": unknown}
+    return {"cells_left": n_left, **out, "unknown_cells": unknown}
+
+
+def describe(plan: dict[str, Any]) -> str:
+    """One line: the projected hours of a plan."""
+    parts = [f"{plan['cells_left']} cells to run"]
+    if plan["known_s"]:
+        parts.append(f"{plan['known_s'] / 3600:.1f} h (like finished cells)")
+    if plan["calibrated_max_s"]:
+        parts.append(
+            f"{plan['calibrated_s'] / 3600:.1f} h measured per epoch x typical epochs "
+            f"(at most {plan['calibrated_max_s'] / 3600:.1f} h at the epoch cap)"
+        )
+    if plan["rough_s"]:
+        parts.append(f"about {plan['rough_s'] / 3600:.1f} h (other models' median)")
+    if plan["unknown_cells"]:
+        parts.append(f"{plan['unknown_cells']} cells without estimate (--calibrate measures them)")
+    return "; ".join(parts)
 
 
 def cell_record(
@@ -220,22 +287,7 @@ def run(
     if not 0 <= i < n:
         raise ConfigError(f"lane {i}/{n}: need 0 <= i < n")
     statuses = status(spec, only)
-    plan = projection(statuses)
-    echo(
-        f"{spec.name}: {len(statuses)} cells, {plan['cells_left']} to run; projected "
-        f"{plan['known_s'] / 3600:.1f} h from finished cells of the same model"
-        + (
-            f" + about {plan['rough_s'] / 3600:.1f} h (other models' median)"
-            if plan["rough_s"]
-            else ""
-        )
-        + (
-            f" + {plan['unknown_cells']} cells with no estimate yet"
-            if plan["unknown_cells"]
-            else ""
-        )
-        + (f", over {n} lanes" if n > 1 else "")
-    )
+    echo(f"{spec.name}: {len(statuses)} cells; " + describe(projection(statuses)))
     for k, st in enumerate(statuses):
         if k % n != i or st.state == "done" or (st.state == "stale" and not rerun_stale):
             if st.state == "stale" and not rerun_stale and k % n == i:
