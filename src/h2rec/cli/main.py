@@ -242,14 +242,28 @@ def train(
         bool, typer.Option(help="discard an existing run of the same name")
     ] = False,
 ) -> None:
-    """Train a model; writes a run folder (config, checkpoints, metrics, results)."""
+    """Train a model; writes a run folder (config, checkpoints, metrics, results).
+
+    Under torchrun (`torchrun --nproc_per_node=N -m h2rec.cli.main train ...`) every process
+    trains data-parallel; rank 0 writes the run folder and prints the results.
+    """
     from h2rec.config import load_config
     from h2rec.evaluation import render_results
     from h2rec.training import TrainConfig, Trainer
+    from h2rec.training import distributed as ddp
 
+    world = ddp.env_world()
+    if not world.main:  # one process reports; the others only warn
+        logging.getLogger().setLevel(logging.WARNING)
+        set_progress(False)
     cfg = _run(load_config, TrainConfig, config, overrides or [])
-    trainer = _run(Trainer, cfg)
-    out = _run(trainer.fit, resume=resume, overwrite=overwrite)
+    try:
+        trainer = _run(Trainer, cfg)
+        out = _run(trainer.fit, resume=resume, overwrite=overwrite)
+    finally:
+        ddp.cleanup()
+    if not world.main:
+        return
     s = out["summary"]
     console.print(
         f"run {s['run']}: {s['epochs_run']} epochs, best epoch {s['best_epoch']}, "

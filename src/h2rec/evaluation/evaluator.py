@@ -125,6 +125,15 @@ class EvalResult:
         )
 
 
+def _process_group() -> tuple[int, int]:
+    """(rank, world size) of the initialised torch.distributed process group; (0, 1) without."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def _nan_to_none(d: dict[str, float]) -> dict[str, float | None]:
     return {k: (None if math.isnan(v) else v) for k, v in d.items()}
 
@@ -270,22 +279,50 @@ class Evaluator:
             h2rec_version=h2rec.__version__,
         )
 
-    def ranks(self, score_fn: ScoreFn) -> np.ndarray:
-        """0-based float64 rank of each evaluated user's target (aligned with `users`)."""
+    def batches(self) -> list[np.ndarray]:
+        """The evaluation batches (rows of `examples`): users sorted by history length, so a score
+        function may drop the columns that are padding in every row of a batch."""
+        order = np.argsort(self.examples.history_lengths, kind="stable")
+        return [order[lo : lo + self.batch_size] for lo in range(0, len(order), self.batch_size)]
+
+    def ranks(self, score_fn: ScoreFn, *, distributed: bool = False) -> np.ndarray:
+        """0-based float64 rank of each evaluated user's target (aligned with `users`).
+
+        `distributed`: with an initialised torch.distributed process group of W > 1 processes,
+        process r scores batches r, r + W, ... of `batches()` and the per-user ranks are gathered,
+        so every process returns the whole vector. The batches are the single-process ones, so
+        each user's scores, and rank, are exactly those a single process computes.
+        """
+        rank, world = _process_group() if distributed else (0, 1)
+        batches = self.batches()
+        mine = batches[rank::world]
+        out = np.empty(len(self.examples), dtype=np.float64)
+        for rows, r in zip(mine, self._rank_batches(score_fn, mine), strict=True):
+            out[rows] = r
+        if world > 1:
+            import torch.distributed as dist
+
+            local = out[np.concatenate(mine)] if mine else np.empty(0, dtype=np.float64)
+            gathered: list[np.ndarray | None] = [None] * world
+            dist.all_gather_object(gathered, local)
+            for other, part in enumerate(gathered):
+                theirs = batches[other::world]
+                if theirs:
+                    out[np.concatenate(theirs)] = part
+        return out
+
+    def _rank_batches(self, score_fn: ScoreFn, batches: list[np.ndarray]) -> list[np.ndarray]:
+        """Ranks of the targets of each batch of example rows, batch after batch."""
         ex = self.examples
         n_items = self.dataset.n_items
         candidates = self.candidates()
         uniform = None
-        if self.tie == "random":
+        if self.tie == "random":  # drawn for every user, so a user's draw is the same anywhere
             gen = torch.Generator().manual_seed(self.tie_seed)
             uniform = torch.rand(len(ex), generator=gen, dtype=torch.float64)
-        out = np.empty(len(ex), dtype=np.float64)
+        out = []
         with torch.no_grad():
-            # Batches of users with similar history lengths: a score function may then drop the
-            # columns that are padding in every row. Ranks are per user, so order is irrelevant.
-            order = np.argsort(ex.history_lengths, kind="stable")
-            for lo in range(0, len(ex), self.batch_size):
-                rows = order[lo : lo + self.batch_size]
+            for rows in batches:
                 # Copies: a score function that writes into its inputs cannot corrupt ours.
                 hist = torch.tensor(ex.histories[rows], dtype=torch.long, device=self.device)
                 u = None if uniform is None else uniform[torch.from_numpy(rows)]
@@ -310,7 +347,7 @@ class Evaluator:
                             f"expected {tuple(cand.shape)} (one score per candidate, target first)"
                         )
                     r = rank_sampled(scores, tie=self.tie, tie_uniform=u)
-                out[rows] = r.cpu().numpy()
+                out.append(r.cpu().numpy())
         return out
 
     def evaluate(
@@ -320,10 +357,15 @@ class Evaluator:
         model_name: str,
         model_config: dict[str, Any] | BaseModel | None = None,
         train_seed: int | None = None,
+        distributed: bool = False,
     ) -> EvalResult:
-        """Rank every evaluated user's target and report overall and per-group metrics."""
+        """Rank every evaluated user's target and report overall and per-group metrics.
+
+        `distributed`: split the users over the torch.distributed process group (see `ranks`);
+        every process gets the same, complete result.
+        """
         start = time.perf_counter()
-        ranks = self.ranks(score_fn)
+        ranks = self.ranks(score_fn, distributed=distributed)
         return EvalResult(
             stamp=self.stamp(model_name, model_config, train_seed),
             overall=compute_metrics(ranks, self.ks),

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from h2rec.data.dataset import TRAIN, Dataset
+from h2rec.training.distributed import shard_indices
 
 
 @dataclass
@@ -163,10 +164,29 @@ class BatchIterator:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches
 
-    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[TrainBatch]:
+    def steps(self, world_size: int = 1) -> int:
+        """Optimizer steps per epoch on each of `world_size` data-parallel ranks."""
+        return -(-len(self) // world_size)
+
+    def epoch(
+        self, epoch: int, start_step: int = 0, *, rank: int = 0, world_size: int = 1
+    ) -> Iterator[TrainBatch]:
+        """The epoch's batches from `start_step` on; with `world_size` > 1, rank `rank`'s share.
+
+        Every rank builds the same batch list and takes batches rank, rank + W, ... (wrapping
+        around so that every rank runs the same number of steps). A batch's negatives are seeded
+        by (seed, epoch, its index in the list), so they are the same whichever rank draws them
+        and no two ranks draw the same ones.
+        """
         batches = self.batches_of(epoch)
-        for step in range(start_step, len(batches)):
-            yield self.batch(batches[step], np.random.default_rng([self.seed, epoch, step, 1]))
+        if world_size == 1:
+            for step in range(start_step, len(batches)):
+                yield self.batch(batches[step], np.random.default_rng([self.seed, epoch, step, 1]))
+            return
+        n = len(batches)
+        for index in shard_indices(n, rank, world_size)[start_step:]:
+            rng = np.random.default_rng([self.seed, epoch, index, 1])
+            yield self.batch(batches[index % n], rng)
 
     def _width(self, users: np.ndarray, cap: int) -> int:
         """Padded width of a batch: its longest sequence (+1 spare slot), at most `cap`.

@@ -26,10 +26,18 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None,
     scheduler: Any | None,
     state: dict[str, Any],
+    rank_rngs: list[dict[str, torch.Tensor]] | None = None,
 ) -> None:
+    """Write a resumable checkpoint folder.
+
+    `rank_rngs`: every data-parallel rank's RNG state, in rank order (gathered by the caller,
+    which alone writes); rank 0's is also stored as `rng`, so a single process resumes it too.
+    """
     with atomic_directory(path) as tmp:
         save_model(model, str(tmp / "model.safetensors"))
-        extra: dict[str, Any] = {"rng": rng_state()}
+        extra: dict[str, Any] = {"rng": rank_rngs[0] if rank_rngs else rng_state()}
+        if rank_rngs is not None and len(rank_rngs) > 1:
+            extra["rng_ranks"] = rank_rngs
         if optimizer is not None:
             extra["optimizer"] = optimizer.state_dict()
         if scheduler is not None:
@@ -45,8 +53,13 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
     restore_rng: bool = True,
+    rng_rank: int | None = None,
 ) -> dict[str, Any]:
-    """Restore everything into the given objects and return the trainer state."""
+    """Restore everything into the given objects and return the trainer state.
+
+    `rng_rank`: restore that data-parallel rank's RNG state when the checkpoint holds one per
+    rank (written by a run with as many processes); otherwise rank 0's (`rng`).
+    """
     path = Path(path)
     if not (path / "state.json").is_file():
         raise CacheError(f"{path}: not a complete checkpoint (no state.json)")
@@ -57,7 +70,11 @@ def load_checkpoint(
     if scheduler is not None and "scheduler" in extra:
         scheduler.load_state_dict(extra["scheduler"])
     if restore_rng:
-        set_rng_state(extra["rng"])
+        per_rank = extra.get("rng_ranks")
+        if rng_rank is not None and per_rank is not None and rng_rank < len(per_rank):
+            set_rng_state(per_rank[rng_rank])
+        else:
+            set_rng_state(extra["rng"])
     return json.loads((path / "state.json").read_text())
 
 

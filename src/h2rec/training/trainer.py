@@ -5,6 +5,10 @@ resumable checkpoints, the best weights and the test results. A run interrupted 
 resumed from its last checkpoint ends with the same weights and metrics as an uninterrupted one:
 batch order and negatives are functions of (seed, epoch, step), and the torch RNG, optimizer and
 scheduler states are restored.
+
+Under `torchrun` (WORLD_SIZE > 1) the same trainer runs data-parallel (`training.distributed`):
+each rank trains on its share of every epoch's batches, DDP averages the gradients, rank 0 alone
+writes the run folder, and evaluation is split across ranks with per-user ranks gathered exactly.
 """
 
 from __future__ import annotations
@@ -33,11 +37,12 @@ from h2rec.models import (
     build_model,
 )
 from h2rec.progress import progress_enabled
+from h2rec.training import distributed as ddp
 from h2rec.training.batching import BatchIterator, TrainSequences
 from h2rec.training.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
 from h2rec.training.config import ObjectiveSection, TrainConfig
 from h2rec.training.inputs import load_model_inputs
-from h2rec.training.seeding import seed_everything
+from h2rec.training.seeding import rng_state, seed_everything, seed_rank
 
 log = logging.getLogger("h2rec")
 
@@ -77,7 +82,8 @@ class Trainer:
         self.cfg = cfg
         self.ds = dataset if dataset is not None else load_dataset(cfg.data)
         self.run_dir = Path(cfg.runs_dir) / cfg.name
-        self.device = resolve_device(cfg.device)
+        # torchrun: join the process group; rank r uses cuda:LOCAL_RANK (nothing changes alone)
+        self.world, self.device = ddp.setup(resolve_device(cfg.device))
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed, deterministic=cfg.deterministic)
@@ -126,6 +132,11 @@ class Trainer:
         }
         self.model_hash = config_hash(self.model_config)
         self._evaluators: dict[tuple[Any, ...], Evaluator] = {}
+        self._ddp: torch.nn.parallel.DistributedDataParallel | None = None
+        if self.world.distributed:
+            # Same weights everywhere (built from the shared seed above); from here on each rank
+            # draws its own dropout and cloze masks.
+            seed_rank(cfg.seed, self.world.rank)
 
     # ---- construction ------------------------------------------------------------------------
     def _optimizer(self) -> torch.optim.Optimizer:
@@ -137,7 +148,7 @@ class Trainer:
         o = self.cfg.optim
         if o.scheduler == "none" and o.warmup_steps == 0:
             return None
-        total = max(1, self.cfg.epochs * len(self.batches))
+        total = max(1, self.cfg.epochs * self.batches.steps(self.world.size))
 
         def factor(step: int) -> float:
             if step < o.warmup_steps:
@@ -155,18 +166,19 @@ class Trainer:
         key = (split, protocol, e.tie, e.exclude_history, tuple(e.ks), e.negatives_seed)
         if key in self._evaluators:
             return self._evaluators[key]
-        self._evaluators[key] = Evaluator(
-            self.ds,
-            split=split,
-            protocol=protocol,
-            ks=tuple(e.ks),
-            tie=e.tie,
-            exclude_history=e.exclude_history,
-            negatives_seed=e.negatives_seed,
-            max_len=self.cfg.max_len,
-            batch_size=e.batch_size,
-            device=str(self.device),
-        )
+        with ddp.main_first(self.world):  # rank 0 stores sampled negatives, the others read them
+            self._evaluators[key] = Evaluator(
+                self.ds,
+                split=split,
+                protocol=protocol,
+                ks=tuple(e.ks),
+                tie=e.tie,
+                exclude_history=e.exclude_history,
+                negatives_seed=e.negatives_seed,
+                max_len=self.cfg.max_len,
+                batch_size=e.batch_size,
+                device=str(self.device),
+            )
         return self._evaluators[key]
 
     def _autocast(self):  # type: ignore[no-untyped-def]
@@ -190,12 +202,15 @@ class Trainer:
             return self.model.score(histories.to(self.device), cand).float()
 
     def evaluate(self, split: str, protocol: str) -> EvalResult:
+        """Evaluate the current weights; data-parallel, every rank scores a share of the users
+        and gets the whole, gathered result (the same as one process computes)."""
         self.model.eval()
         return self.evaluator(split, protocol).evaluate(
             self.score_fn,
             model_name=self.cfg.model.name,
             model_config=self.model_config,
             train_seed=self.cfg.seed,
+            distributed=self.world.distributed,
         )
 
     # ---- run folder --------------------------------------------------------------------------
@@ -204,6 +219,27 @@ class Trainer:
         return self.run_dir / "checkpoints" / "last"
 
     def _prepare_run_dir(self, resume: bool, overwrite: bool) -> None:
+        """Create (or check, on resume) the run folder: rank 0 does it, and an error it meets is
+        raised on every rank, so no rank is left waiting for the others."""
+        if not self.world.distributed:
+            self._prepare_run_dir_here(resume, overwrite)
+            return
+        if self.world.main:
+            try:
+                self._prepare_run_dir_here(resume, overwrite)
+            except Exception as exc:
+                ddp.broadcast_object((type(exc), str(exc)), self.world)
+                raise
+            ddp.broadcast_object(None, self.world)
+            return
+        error = ddp.broadcast_object(None, self.world)
+        if error is not None:
+            kind, message = error
+            if issubclass(kind, H2RecError):
+                raise kind(message)
+            raise H2RecError(f"rank 0 could not prepare {self.run_dir}: {message}")
+
+    def _prepare_run_dir_here(self, resume: bool, overwrite: bool) -> None:
         if self.run_dir.exists() and not resume:
             if not overwrite and (
                 self.last_ckpt.exists() or (self.run_dir / "summary.json").exists()
@@ -272,6 +308,8 @@ class Trainer:
         """Train (or resume), select the best epoch on validation, evaluate it on test.
 
         `max_epochs` stops after that many epochs in this call (to simulate an interruption).
+        Data-parallel, every rank calls this; each resumes from the same checkpoint (the run
+        folder must then be on a disk every rank sees) with its own RNG state.
         """
         self._prepare_run_dir(resume, overwrite)
         state: dict[str, Any] = {
@@ -283,16 +321,35 @@ class Trainer:
             "stopped": False,
             "train_seconds": 0.0,
         }
-        if resume and self.last_ckpt.exists():
+        if resume and ddp.broadcast_object(self.last_ckpt.exists(), self.world):
             state = load_checkpoint(
-                self.last_ckpt, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler
+                self.last_ckpt,
+                model=self.model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                rng_rank=self.world.rank if self.world.distributed else None,
             )
-            self._truncate_metrics(state["epoch"])
-            log.info("resumed %s at epoch %d", self.run_dir, state["epoch"])
-        elif resume:
+            saved_world = state.pop("world_size", 1)
+            if saved_world != self.world.size:
+                if self.world.main:
+                    log.warning(
+                        "%s was trained with %d process(es), resumed with %d: batches differ "
+                        "from an uninterrupted run",
+                        self.run_dir,
+                        saved_world,
+                        self.world.size,
+                    )
+                if self.world.distributed:  # no per-rank RNG state for this world: derive one
+                    seed_rank(self.cfg.seed + state["epoch"], self.world.rank)
+            if self.world.main:
+                self._truncate_metrics(state["epoch"])
+                log.info("resumed %s at epoch %d", self.run_dir, state["epoch"])
+        elif resume and self.world.main:
             log.info("%s has no checkpoint; starting from scratch", self.run_dir)
 
         if self.trainable:
+            if self.world.distributed and self._ddp is None:
+                self._ddp = ddp.wrap(self.model, self.objective, self.device)
             done_here = 0
             while not state["stopped"] and state["epoch"] < self.cfg.epochs:
                 if max_epochs is not None and done_here >= max_epochs:
@@ -304,19 +361,22 @@ class Trainer:
         return self._finish(state)
 
     def _train_epoch(self, state: dict[str, Any]) -> None:
-        cfg, epoch = self.cfg, state["epoch"]
+        cfg, epoch, world = self.cfg, state["epoch"], self.world
         self.model.train()
         self.model.start_epoch(epoch, cfg.epochs)
         t0 = time.perf_counter()
         total_loss, n_batches, n_seqs, n_targets = 0.0, 0, 0, 0
         parts: dict[str, float] = {}  # loss components (loss_rec, H2Rec's loss_ca, loss_msg)
-        bar = _EpochBar(epoch + 1, cfg.epochs, len(self.batches))
+        bar = _EpochBar(epoch + 1, cfg.epochs, self.batches.steps(world.size), show=world.main)
         with bar:
-            for batch in self.batches.epoch(epoch):
+            for batch in self.batches.epoch(epoch, rank=world.rank, world_size=world.size):
                 batch = batch.to(self.device)
                 norm = self.targets_per_batch if cfg.loss_norm == "constant" else None
                 with self._autocast():
-                    loss, logs = self.objective(self.model, batch.as_dict(), target_norm=norm)
+                    if self._ddp is not None:  # the same objective, with gradients averaged
+                        loss, logs = self._ddp(batch.as_dict(), norm)
+                    else:
+                        loss, logs = self.objective(self.model, batch.as_dict(), target_norm=norm)
                 assert self.optimizer is not None
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -335,6 +395,14 @@ class Trainer:
                 n_targets += batch.n_targets
                 bar.advance(total_loss / n_batches, n_seqs / (time.perf_counter() - t0))
         train_s = time.perf_counter() - t0
+        if world.distributed:
+            # weights are equal on every rank; buffers a model updates from its own batch are
+            # made rank 0's, so that every rank evaluates and checkpoints the same model
+            ddp.broadcast_module_state(self.model, world, buffers_only=True)
+            # the epoch's numbers over every rank's batches
+            total_loss, parts, n_batches, n_seqs, n_targets, train_s = _sum_over_ranks(
+                (total_loss, parts, n_batches, n_seqs, n_targets, train_s), world
+            )
         state["train_seconds"] += train_s
         row: dict[str, Any] = {
             "epoch": epoch + 1,
@@ -355,30 +423,42 @@ class Trainer:
                     f"eval.metric {cfg.eval.metric!r} not among {sorted(res.overall)}"
                 )
             value = res.overall[cfg.eval.metric]
-            if state["best_metric"] is None or value > state["best_metric"]:
+            improved = state["best_metric"] is None or value > state["best_metric"]
+            if world.distributed:  # every rank holds the same gathered metrics; rank 0 decides
+                improved = ddp.broadcast_object(improved, world)
+            if improved:
                 state.update(best_metric=value, best_epoch=epoch + 1, bad_epochs=0)
-                save_weights(self.run_dir / "best.safetensors", self.model)
+                if world.main:
+                    save_weights(self.run_dir / "best.safetensors", self.model)
             else:
                 state["bad_epochs"] += 1
                 if state["bad_epochs"] >= cfg.eval.patience:
                     state["stopped"] = True
-            log.info(
-                "epoch %d  loss %.4f  valid %s %.4f  (best %.4f @ %d)  %.1fs",
-                epoch + 1,
-                row["loss"],
-                cfg.eval.metric,
-                value,
-                state["best_metric"],
-                state["best_epoch"],
-                train_s,
-            )
-        self._append_metrics(row)
+            if world.main:
+                log.info(
+                    "epoch %d  loss %.4f  valid %s %.4f  (best %.4f @ %d)  %.1fs",
+                    epoch + 1,
+                    row["loss"],
+                    cfg.eval.metric,
+                    value,
+                    state["best_metric"],
+                    state["best_epoch"],
+                    train_s,
+                )
+        if world.main:
+            self._append_metrics(row)
         state["epoch"] = epoch + 1
         if (
             state["epoch"] % cfg.checkpoint_every == 0
             or state["stopped"]
             or state["epoch"] == cfg.epochs
         ):
+            self._save_checkpoint(state)
+
+    def _save_checkpoint(self, state: dict[str, Any]) -> None:
+        """Rank 0 writes the checkpoint, with every rank's RNG state; the others wait for it."""
+        world = self.world
+        if not world.distributed:
             save_checkpoint(
                 self.last_ckpt,
                 model=self.model,
@@ -386,15 +466,35 @@ class Trainer:
                 scheduler=self.scheduler,
                 state=state,
             )
+            return
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        rngs = ddp.all_gather_object(rng_state(cuda_devices=cuda), world)
+        if world.main:
+            save_checkpoint(
+                self.last_ckpt,
+                model=self.model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                state={**state, "world_size": world.size},
+                rank_rngs=rngs,
+            )
+        ddp.barrier(world)
 
     def _finish(self, state: dict[str, Any]) -> dict[str, Any]:
         best = self.run_dir / "best.safetensors"
-        if self.trainable and best.is_file():
+        if self.world.distributed:
+            # rank 0 reads the best weights and sends them: the other ranks need no shared disk
+            if self.trainable and ddp.broadcast_object(best.is_file(), self.world):
+                if self.world.main:
+                    load_weights(best, self.model)
+                ddp.broadcast_module_state(self.model, self.world)
+        elif self.trainable and best.is_file():
             load_weights(best, self.model)
         results = {}
         for protocol in self.cfg.eval.test_protocols:
             res = self.evaluate("test", protocol)
-            res.save(self.run_dir / "results" / f"test-{protocol}.json")
+            if self.world.main:
+                res.save(self.run_dir / "results" / f"test-{protocol}.json")
             results[protocol] = res
         summary = {
             "run": str(self.run_dir),
@@ -412,15 +512,39 @@ class Trainer:
             "train_seconds": state["train_seconds"],
             "test": {p: r.overall for p, r in results.items()},
         }
-        atomic_write_json(self.run_dir / "summary.json", summary)
+        if self.world.distributed:
+            summary["world_size"] = self.world.size
+        if self.world.main:
+            atomic_write_json(self.run_dir / "summary.json", summary)
+        ddp.barrier(self.world)  # the run folder is complete when fit returns on any rank
         return {"summary": summary, "results": results}
+
+
+def _sum_over_ranks(
+    numbers: tuple[float, dict[str, float], int, int, int, float], world: ddp.World
+) -> tuple[float, dict[str, float], int, int, int, float]:
+    """An epoch's (loss sum, loss-part sums, batches, sequences, targets) summed over ranks, and
+    the slowest rank's seconds."""
+    gathered = ddp.all_gather_object(numbers, world)
+    parts: dict[str, float] = {}
+    for _, p, *_ in gathered:
+        for key, value in p.items():
+            parts[key] = parts.get(key, 0.0) + value
+    return (
+        sum(g[0] for g in gathered),
+        parts,
+        sum(g[2] for g in gathered),
+        sum(g[3] for g in gathered),
+        sum(g[4] for g in gathered),
+        max(g[5] for g in gathered),
+    )
 
 
 class _EpochBar:
     """A rich progress bar with running loss and sequences/s, shown only when enabled."""
 
-    def __init__(self, epoch: int, epochs: int, total: int) -> None:
-        self.enabled = progress_enabled()
+    def __init__(self, epoch: int, epochs: int, total: int, show: bool = True) -> None:
+        self.enabled = show and progress_enabled()
         self.epoch, self.epochs, self.total = epoch, epochs, total
 
     def __enter__(self) -> _EpochBar:
