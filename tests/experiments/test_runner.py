@@ -103,6 +103,12 @@ def test_run_skips_finished_cells_and_detects_stale_ones(
     run(spec, echo=lambda _: None)
     assert len(calls) == 4
     assert {s.state for s in status(spec)} == {"done"}
+    # a record written before a TrainConfig field existed (here: one dropped from it) stays done
+    f = spec.results_path / "synth" / "mostpop-s1.json"
+    rec = json.loads(f.read_text())
+    del rec["config"]["deterministic"], rec["config_hash"]
+    f.write_text(json.dumps(rec))
+    assert {s.state for s in status(spec)} == {"done"}
     # changing the grid's shared settings makes the cells stale; they rerun only when asked
     spec2 = _spec(
         tmp_path,

@@ -23,7 +23,14 @@ from typing import Any
 import yaml
 
 from h2rec.errors import ConfigError
-from h2rec.experiments.spec import Cell, ExperimentSpec, cells, config_hash, config_identity
+from h2rec.experiments.spec import (
+    Cell,
+    ExperimentSpec,
+    cells,
+    config_hash,
+    config_identity,
+    record_hash,
+)
 from h2rec.io import atomic_write_json
 
 log = logging.getLogger("h2rec")
@@ -57,7 +64,7 @@ def status(spec: ExperimentSpec, only: Callable[[Cell], bool] | None = None) -> 
             continue
         record = read_record(cell.result_file(spec.results_path))
         if record is not None:
-            same = record.get("config_hash") == config_hash(cell.train_config())
+            same = record_hash(record) == config_hash(cell.train_config())
             out.append(CellStatus(cell, "done" if same else "stale", record))
         elif (spec.runs_path / cell.run_name / "checkpoints" / "last").exists():
             out.append(CellStatus(cell, "partial"))
@@ -206,26 +213,22 @@ def adopt(
     from h2rec.training import TrainConfig
 
     todo = {st.cell.key: st.cell for st in status(spec) if st.state != "done"}
-    wanted = {
-        key: config_identity(cell.train_config().model_dump(mode="json"))
-        for key, cell in todo.items()
-    }
+    wanted = {key: config_identity(cell.train_config()) for key, cell in todo.items()}
     adopted = []
     for run_dir in run_dirs:
         summary_file, config_file = run_dir / "summary.json", run_dir / "config.yaml"
         if not (summary_file.is_file() and config_file.is_file()):
             continue
         saved = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-        identity = config_identity(
-            validate(TrainConfig, saved, source=str(config_file)).model_dump(mode="json")
-        )
+        saved_cfg = validate(TrainConfig, saved, source=str(config_file))
+        identity = config_identity(saved_cfg)
         for key, want in wanted.items():
             if want != identity or key in adopted:
                 continue
             cell = todo[key]
             summary = json.loads(summary_file.read_text(encoding="utf-8"))
             results = {}
-            for protocol in identity["eval"]["test_protocols"]:
+            for protocol in saved_cfg.eval.test_protocols:
                 f = run_dir / "results" / f"test-{protocol}.json"
                 if not f.is_file():
                     break
@@ -253,12 +256,17 @@ def run_cell(spec: ExperimentSpec, cell: Cell, threads: int | None = None) -> di
     saved = run_dir / "config.yaml"
     resume = False
     if (run_dir / "checkpoints" / "last").exists() and saved.is_file():
-        old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+        from h2rec.training import TrainConfig
+
+        old_cfg = TrainConfig.model_validate(
+            yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+        )
+        old = old_cfg.model_dump(mode="json")
         now = cfg.model_dump(mode="json")
         if {k: v for k, v in old.items() if k != "threads"} == {
             k: v for k, v in now.items() if k != "threads"
         }:
-            cfg = cfg.model_copy(update={"threads": old.get("threads")})
+            cfg = cfg.model_copy(update={"threads": old_cfg.threads})
             resume = True
     if (run_dir / "checkpoints" / "last").exists() and not resume:
         log.warning("%s: its config changed since it started; training it again", run_dir)

@@ -226,13 +226,25 @@ def cells(spec: ExperimentSpec) -> list[Cell]:
 IDENTITY_EXEMPT = ("runs_dir", "name", "threads")  # where a run is stored / how many CPU threads
 
 
-def config_identity(data: dict[str, Any]) -> dict[str, Any]:
-    """A training config (as JSON data) minus what does not change what is trained."""
+def config_identity(cfg: Any) -> dict[str, Any]:
+    """What a validated training config trains: its explicitly set values only (a field added to
+    TrainConfig later, at its default, changes nothing), minus storage place and thread count."""
+    data = cfg.model_dump(mode="json", exclude_defaults=True)
     return {k: v for k, v in data.items() if k not in IDENTITY_EXEMPT}
 
 
 def config_hash(cfg: Any) -> str:
-    """Hash of a cell's resolved training config without storage place and thread count: a
-    stored result is reused only while this matches."""
-    data = config_identity(cfg.model_dump(mode="json"))
+    """Hash of `config_identity`: a stored result is reused only while this matches."""
+    data = config_identity(cfg)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def record_hash(record: dict[str, Any]) -> str | None:
+    """The identity hash of a stored cell's full config, recomputed with today's TrainConfig (so
+    records stay valid when fields are added); None if that config no longer validates."""
+    from h2rec.training import TrainConfig
+
+    try:
+        return config_hash(TrainConfig.model_validate(record.get("config") or {}))
+    except Exception:
+        return None
