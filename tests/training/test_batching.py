@@ -115,3 +115,97 @@ def test_cloze_batches_carry_negatives_for_sampled_losses() -> None:
     # without a sampled loss nothing is drawn
     plain = BatchIterator(seqs, batch_size=8, max_len=6, seed=0, kind="sequence")
     assert next(plain.epoch(0)).negatives is None
+
+
+# -- negatives shared by the batch (objective.negatives_shared) ------------------------------------
+def _shared_iter(seqs, exclude: str = "history", **kw):  # type: ignore[no-untyped-def]
+    return BatchIterator(
+        seqs,
+        batch_size=8,
+        max_len=6,
+        seed=3,
+        num_negatives=12,
+        negatives_exclude=exclude,  # type: ignore[arg-type]
+        negatives_shared=True,
+        **kw,
+    )
+
+
+def test_shared_negatives_are_one_draw_per_batch_zero_at_padding() -> None:
+    """[B, L, k]; every real position carries the batch's one draw (up to the per-position
+    masking of what `negatives_exclude` forbids, here "none"); padding positions are 0."""
+    ds = _dataset(6, n_items=40)
+    seqs = TrainSequences(ds)
+    for kind in ("next_item", "sequence"):
+        it = _shared_iter(seqs, "none", kind=kind)
+        batches = list(it.epoch(0))
+        draws = []
+        for b in batches:
+            labels = (b.targets if kind == "next_item" else b.inputs).numpy()
+            neg = b.negatives.numpy()
+            assert neg.shape == (*labels.shape, 12)
+            assert (neg[labels == 0] == 0).all()
+            rows = neg[labels != 0]
+            assert (rows == rows[0]).all() and (rows >= 1).all() and (rows <= ds.n_items).all()
+            # the draw is the batch generator's first k integers, as seeded today
+            step = len(draws)
+            rng = np.random.default_rng([3, 0, step, 1])
+            np.testing.assert_array_equal(rows[0], rng.integers(1, ds.n_items + 1, size=12))
+            draws.append(tuple(rows[0]))
+        assert len(set(draws)) == len(draws)  # a fresh draw per batch
+
+
+def test_shared_negatives_are_reproducible_and_resume_exactly() -> None:
+    ds = _dataset(7, n_items=40)
+    seqs = TrainSequences(ds)
+    it = _shared_iter(seqs)
+    a, b = list(it.epoch(2)), list(it.epoch(2))
+    for x, y in zip(a, b, strict=True):
+        assert (x.negatives == y.negatives).all()
+    tail = list(it.epoch(2, start_step=3))
+    for x, y in zip(a[3:], tail, strict=True):
+        assert (x.negatives == y.negatives).all() and (x.users == y.users).all()
+    other = list(it.epoch(3))
+    assert any(
+        x.negatives.shape != y.negatives.shape or (x.negatives != y.negatives).any()
+        for x, y in zip(a, other, strict=False)
+    )
+
+
+def test_shared_negatives_mask_what_exclude_forbids_per_position() -> None:
+    """Nothing is re-drawn: a shared negative equal to a position's target ("positive"), or in
+    the user's training history ("history"), is set to 0 (no negative) at that position only."""
+    ds = _dataset(8, n_items=15)  # small catalogue: many hits
+    seqs = TrainSequences(ds)
+    naive = _naive_train_seqs(ds)
+    hits = {"positive": 0, "history": 0}
+    for exclude in ("positive", "history"):
+        base = _shared_iter(seqs, "none")
+        for b, raw in zip(_shared_iter(seqs, exclude).epoch(0), base.epoch(0), strict=True):
+            tgt, neg, unmasked = b.targets.numpy(), b.negatives.numpy(), raw.negatives.numpy()
+            for u, row_t, row_n, row_raw in zip(b.users.numpy(), tgt, neg, unmasked, strict=True):
+                hist = set(naive[int(u)])
+                for t, ns, raw_ns in zip(row_t, row_n, row_raw, strict=True):
+                    if t == 0:
+                        continue
+                    forbidden = {int(t)} | (hist if exclude == "history" else set())
+                    expect = [0 if n in forbidden else n for n in raw_ns]
+                    assert ns.tolist() == expect
+                    hits[exclude] += sum(n == 0 for n in expect)
+    assert hits["positive"] > 0 and hits["history"] > hits["positive"]
+
+
+def test_per_position_negatives_unchanged_by_the_shared_option() -> None:
+    """The default (negatives_shared=False) path draws exactly what sample_negatives draws."""
+    ds = _dataset(9, n_items=40)
+    seqs = TrainSequences(ds)
+    it = BatchIterator(seqs, batch_size=8, max_len=6, seed=3, num_negatives=4)
+    users = it.batches_of(1)[2]
+    b = it.batch(users, np.random.default_rng([3, 1, 2, 1]))
+    assert b.negatives is not None
+    neg = sample_negatives(
+        np.random.default_rng([3, 1, 2, 1]), seqs, users, b.targets.numpy(), 4, "history"
+    )
+    neg[b.targets.numpy() == 0] = 0
+    np.testing.assert_array_equal(b.negatives.numpy(), neg)
+    assert b.negatives.numpy().shape[-1] == 4

@@ -67,6 +67,24 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, synth_ds) ->
     np.testing.assert_array_equal(ranks_a, ranks_b)
 
 
+def test_resume_accepts_a_config_saved_before_a_field_existed(tmp_path, synth_ds) -> None:
+    """Adding a TrainConfig field (at its default) must not strand existing checkpoints; a real
+    change of the config still refuses to resume."""
+    from h2rec.errors import ConfigError
+
+    cfg = _cfg(tmp_path, synth_ds, "name=old", "epochs=2", "eval.patience=10")
+    Trainer(cfg, synth_ds).fit(max_epochs=1)
+    saved = tmp_path / "old" / "config.yaml"
+    text = saved.read_text()
+    assert "deterministic: false\n" in text
+    saved.write_text(text.replace("deterministic: false\n", ""))  # "written by an older version"
+    out = Trainer(cfg, synth_ds).fit(resume=True)
+    assert out["summary"]["epochs_run"] == 2
+    changed = _cfg(tmp_path, synth_ds, "name=old", "epochs=3", "eval.patience=10", "optim.lr=0.01")
+    with pytest.raises(ConfigError, match="different config"):
+        Trainer(changed, synth_ds).fit(resume=True)
+
+
 def test_run_folder_is_protected(tmp_path, synth_ds) -> None:
     from h2rec.training.trainer import RunExistsError
 

@@ -23,7 +23,7 @@ class TrainBatch:
 
     inputs: torch.Tensor  # [B, L] int64
     targets: torch.Tensor | None  # [B, L] int64; None for whole-sequence objectives (cloze)
-    negatives: torch.Tensor | None  # [B, L, k] int64
+    negatives: torch.Tensor | None  # [B, L, k] int64 (0 = none); shared: same k ids per slot
     users: torch.Tensor  # [B] internal user ids
 
     def to(self, device: torch.device | str) -> TrainBatch:
@@ -103,8 +103,44 @@ def sample_negatives(
     return neg
 
 
+def shared_negatives(
+    rng: np.random.Generator,
+    seqs: TrainSequences,
+    users: np.ndarray,
+    positives: np.ndarray,
+    k: int,
+    exclude: Literal["none", "positive", "history"] = "history",
+) -> np.ndarray:
+    """k uniform negatives drawn ONCE for the whole batch and shared by every position
+    (CCFRec's / RecBole-style sampled softmax): `[*positives.shape, k]`, every real position (a
+    nonzero entry of `positives [B, L]`) holding the same k ids, 0 at padding.
+
+    The draw is `rng.integers(1, n_items + 1, size=k)`, with replacement like `sample_negatives`,
+    from the batch's own generator. Nothing is re-drawn (one set serves every position); what
+    `exclude` forbids is MASKED per position instead, by setting that entry to 0 (0 = no negative,
+    which the losses drop): "positive" zeroes a shared negative equal to the position's own
+    target; "history" also those in the user's training history (which holds every training
+    target); "none" zeroes nothing here (the objectives still drop a negative equal to the
+    target). A position therefore keeps at most k negatives, the same ones as its neighbours.
+    """
+    neg = rng.integers(1, seqs.n_items + 1, size=k)
+    keep = (positives != 0)[..., None]  # [B, L, 1]
+    if exclude != "none":
+        keep = keep & (positives[..., None] != neg)  # [B, L, k]
+    if exclude == "history":
+        hist = seqs.in_history(users.reshape(-1, 1), neg.reshape(1, -1))  # [B, k]
+        keep = keep & ~hist.reshape(len(users), *([1] * (positives.ndim - 1)), k)
+    return np.where(keep, neg, 0)
+
+
 class BatchIterator:
-    """Epoch-wise shuffled batches of next-item (seq2seq) or whole-sequence (cloze) examples."""
+    """Epoch-wise shuffled batches of next-item (seq2seq) or whole-sequence (cloze) examples.
+
+    `num_negatives` > 0 adds `negatives [B, L, k]`: drawn per position (`sample_negatives`, the
+    default), or with `negatives_shared` drawn once per batch and shared by every position
+    (`shared_negatives`: forbidden ones masked to 0 per position instead of re-drawn). Either
+    way the sampled losses take the same tensor.
+    """
 
     def __init__(
         self,
@@ -117,12 +153,14 @@ class BatchIterator:
         positions: Literal["all", "last"] = "all",
         num_negatives: int = 0,
         negatives_exclude: Literal["none", "positive", "history"] = "history",
+        negatives_shared: bool = False,
         bucket_by_length: bool = True,
         bucket_batches: int = 50,
     ) -> None:
         self.seqs, self.batch_size, self.max_len, self.seed = seqs, batch_size, max_len, seed
         self.kind, self.positions = kind, positions
         self.num_negatives, self.negatives_exclude = num_negatives, negatives_exclude
+        self.negatives_shared = negatives_shared
         self.bucket_by_length, self.bucket_batches = bucket_by_length, bucket_batches
 
     def __len__(self) -> int:
@@ -197,14 +235,21 @@ class BatchIterator:
         longest = int(np.diff(self.seqs.offsets)[users].max(initial=1))
         return min(cap, longest + 1)
 
+    def _negatives(
+        self, rng: np.random.Generator, users: np.ndarray, positives: np.ndarray
+    ) -> np.ndarray:
+        """`[*positives.shape, k]`: per position (`sample_negatives`) or shared by the batch
+        (`shared_negatives`, already 0 at padding). Both draw from the batch's own generator,
+        seeded by (seed, epoch, step), so a resumed epoch replays the same negatives."""
+        draw = shared_negatives if self.negatives_shared else sample_negatives
+        return draw(rng, self.seqs, users, positives, self.num_negatives, self.negatives_exclude)
+
     def batch(self, users: np.ndarray, rng: np.random.Generator) -> TrainBatch:
         if self.kind == "sequence":
             inputs = self.seqs.windows(users, self._width(users, self.max_len))
             seq_negatives = None
             if self.num_negatives > 0:  # cloze with a sampled loss: the label of a slot is its item
-                neg = sample_negatives(
-                    rng, self.seqs, users, inputs, self.num_negatives, self.negatives_exclude
-                )
+                neg = self._negatives(rng, users, inputs)
                 neg[inputs == 0] = 0
                 seq_negatives = torch.from_numpy(neg)
             return TrainBatch(
@@ -217,9 +262,7 @@ class BatchIterator:
             targets[:, :-1] = 0
         negatives = None
         if self.num_negatives > 0:
-            negatives = sample_negatives(
-                rng, self.seqs, users, targets, self.num_negatives, self.negatives_exclude
-            )
+            negatives = self._negatives(rng, users, targets)
             negatives[targets == 0] = 0
             negatives = torch.from_numpy(negatives)
         return TrainBatch(

@@ -26,8 +26,15 @@ class ObjectiveSection(StrictModel):
     negatives_exclude: Literal["none", "positive", "history"] = (
         "history"  # what a negative may not be
     )
+    # Draw num_negatives once per batch and share them across positions, the in-batch-negatives
+    # trick of CCFRec/RecBole-style sampled softmax; cheaper for models that encode items with a
+    # network (CCFRec's Q-Former encodes each unique item of targets + shared negatives once per
+    # step instead of the whole catalogue). Exclusion is a per-position mask, see BatchIterator.
+    negatives_shared: bool = False
     gbce_t: float = Field(0.75, ge=0, le=1)  # gSASRec calibration
-    logq: bool = False  # sampled softmax: subtract log q(item) (uniform q makes it a constant)
+    # sampled softmax: subtract log q(item); our negatives (shared or not) are uniform, so it is
+    # the constant log(n_items) on every logit and leaves the loss unchanged
+    logq: bool = False
     positions: Literal["all", "last"] = "all"  # next-item target at every step, or last only
     mask_ratio: float = Field(0.2, gt=0, lt=1)  # cloze (BERT4Rec)
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from h2rec.config import dump_yaml
+from h2rec.config import dump_yaml, load_config
 from h2rec.data import Dataset, load_dataset
 from h2rec.errors import ConfigError, H2RecError
 from h2rec.evaluation import EvalResult, Evaluator, config_hash
@@ -114,6 +114,7 @@ class Trainer:
             positions=cfg.objective.positions,
             num_negatives=self.objective.num_negatives,
             negatives_exclude=cfg.objective.negatives_exclude,
+            negatives_shared=cfg.objective.negatives_shared,
             bucket_by_length=cfg.bucket_by_length,
         )
         # Objectives average over a batch's targets; with loss_norm=constant they rescale that by
@@ -251,8 +252,10 @@ class Trainer:
             shutil.rmtree(self.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume and (self.run_dir / "config.yaml").is_file():
-            old = (self.run_dir / "config.yaml").read_text()
-            if old != dump_yaml(self.cfg):
+            # compared as validated configs, so a field added to TrainConfig since the run
+            # started (at its default) does not block resuming it
+            saved = load_config(TrainConfig, self.run_dir / "config.yaml")
+            if saved.model_dump(mode="json") != self.cfg.model_dump(mode="json"):
                 raise ConfigError(
                     f"{self.run_dir}: resuming with a different config than the run's"
                 )
@@ -580,7 +583,6 @@ class _EpochBar:
 
 def load_run(run_dir: str | Path) -> tuple[TrainConfig, Trainer]:
     """Rebuild a trainer from a run folder with its best weights loaded (for re-evaluation)."""
-    from h2rec.config import load_config
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
