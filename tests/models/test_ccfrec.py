@@ -274,7 +274,7 @@ def test_eval_cache_equals_the_uncached_path_and_follows_parameter_updates() -> 
     torch.testing.assert_close(refreshed, model.score(x).detach())
     assert not torch.allclose(refreshed, cached)
     model.train()
-    assert model._cache is None
+    assert model._cache.empty
 
 
 def test_cache_built_under_autocast_serves_float32_outside_it() -> None:

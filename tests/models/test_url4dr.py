@@ -418,7 +418,7 @@ def test_eval_table_is_cached_until_weights_change() -> None:
         second = model.item_weights()
     assert second is not first and not torch.equal(second, first)
     model.train()
-    assert model._cache is None
+    assert model._cache.empty
 
 
 def test_state_dict_round_trip_keeps_codebooks_not_text() -> None:

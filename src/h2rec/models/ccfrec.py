@@ -133,6 +133,7 @@ from torch import Tensor, nn
 from h2rec.errors import ConfigError
 from h2rec.models.base import SequentialModel
 from h2rec.models.inputs import ModelInputs
+from h2rec.models.parts.cache import TensorCache, no_grad_eval
 from h2rec.models.parts.dropout import Dropout
 from h2rec.models.parts.encoders import MultiHeadAttention, build_encoder
 from h2rec.models.parts.pca import pca_item_vectors
@@ -383,7 +384,7 @@ class CCFRec(SequentialModel):
             activation="gelu",
         )
         self._init_weights(cfg.init_std)
-        self._cache: tuple[tuple[object, ...], tuple[Tensor, Tensor]] | None = None
+        self._cache: TensorCache[tuple[Tensor, Tensor]] = TensorCache()
 
     def _init_weights(self, std: float) -> None:
         """BERT/RecBole init, as the original's `_init_weights` (the text maps keep theirs)."""
@@ -426,29 +427,19 @@ class CCFRec(SequentialModel):
         outputs = F.normalize(inputs + queries.mean(1).float(), dim=-1)
         return F.pad(inputs, (0, 0, 1, 0)), F.pad(outputs, (0, 0, 1, 0))
 
-    def _cache_key(self) -> tuple[object, ...]:
-        params = (
-            self.code_table.weight,
-            *self.text.parameters(),
-            *self.qformer.parameters(),
-        )
-        return tuple((p.data_ptr(), p._version) for p in params)
-
     def _use_cache(self) -> bool:
-        return not (self.training or torch.is_grad_enabled())
+        return no_grad_eval(self)
 
     def item_tables(self) -> tuple[Tensor, Tensor]:
         """(input table `[n_items + 1, d]` of x_i, unit-norm output table of e_i); row 0 zero.
         Cached in eval mode under no_grad until a parameter changes."""
         if not self._use_cache():
             return self._compute_tables()
-        key = self._cache_key()
-        if self._cache is None or self._cache[0] != key:
-            self._cache = (key, self._compute_tables())
-        return self._cache[1]
+        params = (self.code_table.weight, *self.text.parameters(), *self.qformer.parameters())
+        return self._cache.get(params, self._compute_tables)
 
     def train(self, mode: bool = True) -> CCFRec:
-        self._cache = None
+        self._cache.clear()
         return super().train(mode)
 
     # -- sequence side -----------------------------------------------------------------------

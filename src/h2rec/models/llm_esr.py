@@ -84,6 +84,7 @@ from h2rec.errors import ConfigError
 from h2rec.models.base import SequentialModel
 from h2rec.models.baselines import BERT4Rec
 from h2rec.models.inputs import ModelInputs
+from h2rec.models.parts.cache import TensorCache
 from h2rec.models.parts.encoders import Backbone, SASRecEncoder, attention_mask, build_encoder
 from h2rec.models.parts.items import HashItemEmbedding
 from h2rec.models.parts.pca import pca_item_vectors
@@ -313,7 +314,7 @@ class LLMESR(SequentialModel):
                 "window_lengths", torch.from_numpy((windows != 0).sum(1)), persistent=False
             )
         self._forward_calls = 0
-        self._table_cache: tuple[tuple[object, ...], Tensor] | None = None
+        self._table_cache: TensorCache[Tensor] = TensorCache()
 
     # -- BERT4Rec backbone support ----------------------------------------------------------
     @property
@@ -337,15 +338,12 @@ class LLMESR(SequentialModel):
         `forward_train` (the cached tensor carries that step's graph)."""
         grad = torch.is_grad_enabled()
         device = self.text.device.type
-        key = (
-            grad,
-            self._forward_calls if grad else -1,
-            torch.is_autocast_enabled(device),
-            tuple((p.data_ptr(), p._version) for p in self.adapter.parameters()),
+        extra = (grad, self._forward_calls if grad else -1, torch.is_autocast_enabled(device))
+        return self._table_cache.get(
+            self.adapter.parameters(),
+            lambda: self.adapter(self.text) * self._not_padding,
+            extra=extra,
         )
-        if self._table_cache is None or self._table_cache[0] != key:
-            self._table_cache = (key, self.adapter(self.text) * self._not_padding)
-        return self._table_cache[1]
 
     def item_weights(self) -> Tensor:
         """`[n_items + 1, 2d]`: [e^co_j ; e^se_j] (LLM-ESR scores with the unscaled tables)."""
@@ -386,7 +384,7 @@ class LLMESR(SequentialModel):
         return self.forward_train(seqs)[0]
 
     def train(self, mode: bool = True) -> LLMESR:
-        self._table_cache = None
+        self._table_cache.clear()
         return super().train(mode)
 
     # -- retrieval-augmented self-distillation ---------------------------------------------

@@ -106,6 +106,7 @@ from h2rec.errors import ConfigError
 from h2rec.models.base import SequentialModel
 from h2rec.models.baselines import BERT4RecConfig, GRU4RecConfig, SASRecConfig
 from h2rec.models.inputs import ModelInputs
+from h2rec.models.parts.cache import TensorCache, no_grad_eval
 from h2rec.models.parts.encoders import (
     Backbone,
     MultiHeadAttention,
@@ -430,7 +431,7 @@ class PCRCA(SequentialModel):
             else None
         )
         self.embedding_scale = math.sqrt(d) if cfg.scale_embeddings else 1.0
-        self._weights_cache: tuple[tuple[Any, ...], Tensor] | None = None
+        self._weights_cache: TensorCache[Tensor] = TensorCache()
 
     def _encoder(self) -> nn.Module:
         cfg = self.cfg
@@ -492,17 +493,14 @@ class PCRCA(SequentialModel):
 
     def item_weights(self) -> Tensor:
         """`[n_items + 1, 2d]`: [e^id_j ; e^sem_j]; cached in eval mode under no_grad."""
-        if self.training or torch.is_grad_enabled():
+        if not no_grad_eval(self):
             return self._item_table()
-        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
-        if self._weights_cache is None or self._weights_cache[0] != key:
-            self._weights_cache = (key, self._item_table())
-        return self._weights_cache[1]
+        return self._weights_cache.get(self.parameters(), self._item_table)
 
     def score_items(self, user: Tensor, items: Tensor) -> Tensor:
         """`user [N, 2d]`, `items [N, k]` -> `[N, k]`; in training only the needed items go
         through the PC-AE (once per distinct item)."""
-        if not (self.training or torch.is_grad_enabled()):
+        if no_grad_eval(self):
             return dot_items(user, self.item_weights()[items])
         e_sem, _ = self.semantic(items)
         return dot_items(user[..., : self.d], self.ids.embed(items)) + dot_items(
@@ -510,7 +508,7 @@ class PCRCA(SequentialModel):
         )
 
     def train(self, mode: bool = True) -> PCRCA:
-        self._weights_cache = None
+        self._weights_cache.clear()
         return super().train(mode)
 
     # -- sequence side ------------------------------------------------------------------------

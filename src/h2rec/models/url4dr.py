@@ -111,6 +111,7 @@ from torch import Tensor, nn
 from h2rec.errors import ConfigError
 from h2rec.models.base import SequentialModel
 from h2rec.models.inputs import ModelInputs
+from h2rec.models.parts.cache import TensorCache, no_grad_eval
 from h2rec.models.parts.encoders import Activation, Backbone, build_encoder
 from h2rec.models.parts.scorers import DotScorer, dot_items
 from h2rec.models.registry import ModelConfig, register_model
@@ -421,7 +422,7 @@ class URL4DR(SequentialModel):
             n_items, width, bias=bool(cfg.output_bias), transform=bool(cfg.output_transform)
         )
         self.embedding_scale = float(np.sqrt(width)) if cfg.scale_embeddings else 1.0
-        self._cache: tuple[tuple[object, ...], Tensor, Tensor] | None = None
+        self._cache: TensorCache[tuple[Tensor, Tensor]] = TensorCache()
 
     # -- BERT4Rec backbone support ----------------------------------------------------------
     @property
@@ -464,28 +465,25 @@ class URL4DR(SequentialModel):
                 rows = rows.index_copy(0, is_mask, self.mask_vector.float()[None, :])
         return rows[inv], items, counts, q
 
-    def _cache_key(self) -> tuple[object, ...]:
-        tensors = [*self.rq.parameters(), *self.rq.buffers(), self.text]
-        if self.ids is not None:
-            tensors.append(self.ids.weight)
-        return tuple((t.data_ptr(), t._version) for t in tensors)
-
     def _full(self) -> tuple[Tensor, Tensor]:
         """(item table `[n_items + 1, width]`, codes `[n_items + 1, L]` with row 0 = -1).
 
         Cached in eval mode without autograd (evaluation) until a parameter or codebook changes;
         recomputed (with autograd) otherwise."""
-        cacheable = not self.training and not torch.is_grad_enabled()
-        if cacheable and self._cache is not None and self._cache[0] == self._cache_key():
-            return self._cache[1], self._cache[2]
+        if no_grad_eval(self):
+            tensors = [*self.rq.parameters(), *self.rq.buffers(), self.text]
+            if self.ids is not None:
+                tensors.append(self.ids.weight)
+            return self._cache.get(tensors, self._compute_full)
+        return self._compute_full()
+
+    def _compute_full(self) -> tuple[Tensor, Tensor]:
         ids = torch.arange(self.n_items + 1, device=self.text.device)
         table, items, _, q = self._item_rows(ids)
         codes = torch.full(
             (self.n_items + 1, self.cfg.levels), -1, dtype=torch.long, device=ids.device
         )
         codes[items] = q.codes
-        if cacheable:
-            self._cache = (self._cache_key(), table, codes)
         return table, codes
 
     def item_weights(self) -> Tensor:
@@ -568,7 +566,7 @@ class URL4DR(SequentialModel):
         return logits
 
     def train(self, mode: bool = True) -> URL4DR:
-        self._cache = None
+        self._cache.clear()
         return super().train(mode)
 
 

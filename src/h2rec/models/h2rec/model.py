@@ -37,6 +37,7 @@ from h2rec.models.h2rec.config import H2RecConfig
 from h2rec.models.h2rec.fusion import GranularityCrossAttention, GranularityFusion
 from h2rec.models.h2rec.positives import PositiveSets
 from h2rec.models.inputs import ModelInputs
+from h2rec.models.parts.cache import TensorCache, no_grad_eval
 from h2rec.models.parts.encoders import build_encoder
 from h2rec.models.parts.items import HashItemEmbedding
 from h2rec.models.parts.pca import pca_item_vectors
@@ -113,7 +114,7 @@ class H2Rec(SequentialModel):
         self.positives = positives if cfg.beta > 0 else None
         # L_MSG's learnable mask token: one vector replacing a whole granularity (Section 3.3.2)
         self.granularity_mask = nn.Parameter(torch.randn(d) * 0.02) if cfg.gamma > 0 else None
-        self._weights_cache: tuple[tuple[object, ...], Tensor] | None = None
+        self._weights_cache: TensorCache[Tensor] = TensorCache()
 
     # -- BERT4Rec backbone support ----------------------------------------------------------
     @property
@@ -218,13 +219,13 @@ class H2Rec(SequentialModel):
 
     def item_weights(self) -> Tensor:
         """`[n_items + 1, (G + 1) d]`: [E^1[c^1_j] ; ... ; E^G[c^G_j] ; e^hid_j] per item."""
-        if self.training or torch.is_grad_enabled():
+
+        def rows() -> Tensor:
             return self._item_rows(torch.arange(self.n_items + 1, device=self.hid_weight.device))
-        key = tuple((p.data_ptr(), p._version) for p in (self.hid_weight, self.codes.table.weight))
-        if self._weights_cache is None or self._weights_cache[0] != key:
-            rows = self._item_rows(torch.arange(self.n_items + 1, device=self.hid_weight.device))
-            self._weights_cache = (key, rows)
-        return self._weights_cache[1]
+
+        if not no_grad_eval(self):
+            return rows()
+        return self._weights_cache.get((self.hid_weight, self.codes.table.weight), rows)
 
     @property
     def hid_weight(self) -> Tensor:
@@ -238,7 +239,7 @@ class H2Rec(SequentialModel):
         return dot_items(user[..., :g], codes) + dot_items(user[..., g:], self.hid.embed(items))
 
     def train(self, mode: bool = True) -> H2Rec:
-        self._weights_cache = None
+        self._weights_cache.clear()
         return super().train(mode)
 
     # -- auxiliary losses -----------------------------------------------------------------------
