@@ -3,6 +3,7 @@
 # or in docs/results/anchors/) is skipped, an interrupted one continues from its last checkpoint. Each finished run's summary and result
 # JSONs are copied to docs/results/anchors/ (small files, committed).
 # Usage: scripts/anchors.sh [config ...]   (default: all anchor configs, in order)
+# THREADS=1 when another job shares the 2 cores (a run may resume under another thread count).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 H2REC=${H2REC:-.venv/bin/h2rec}
@@ -17,9 +18,9 @@ for c in "${configs[@]}"; do
   [ -f "docs/results/anchors/$c.summary.json" ] && [ ! -f "$run/summary.json" ] && continue
   if [ ! -f "$run/summary.json" ]; then
     if [ -d "$run/checkpoints/last" ]; then
-      $H2REC train "train/$c" threads=2 --resume
+      $H2REC train "train/$c" threads=${THREADS:-2} --resume
     else
-      $H2REC train "train/$c" threads=2 --overwrite
+      $H2REC train "train/$c" threads=${THREADS:-2} --overwrite
     fi
   fi
   cp "$run/summary.json" "docs/results/anchors/$c.summary.json"

@@ -11,6 +11,7 @@ from h2rec.models.parts.encoders import (
     GRU4RecEncoder,
     SASRecEncoder,
     attention_mask,
+    encode_full_and_last,
 )
 
 D = 16
@@ -124,3 +125,49 @@ def test_inputs_longer_than_max_len_are_rejected(table: nn.Embedding) -> None:
     enc = SASRecEncoder(D, max_len=5)
     with pytest.raises(ValueError, match="max_len"):
         run(enc, table, left_pad([1, 2], 6))
+
+
+@pytest.mark.parametrize("name", ["sasrec", "sasrec_noncausal", "bert4rec", "gru4rec"])
+def test_full_and_last_equals_the_full_pass_sliced(name: str, table: nn.Embedding) -> None:
+    """H2Rec's L_MSG view computes the final layer at the last slot only; the values must be the
+    full forward pass's, for every row kind (short, full-length, fully padded)."""
+    encoder = encoders()[name]
+    torch.manual_seed(3)
+    seqs = torch.cat(
+        [
+            left_pad([3, 4, 5], 8),
+            left_pad([1, 2, 3, 4, 5, 6, 7, 8], 8),
+            left_pad([], 8),
+            left_pad([9, 2], 8),
+            left_pad([7, 7, 7, 1, 2], 8),
+        ]
+    )
+    emb, mask = table(seqs), seqs != 0
+    with torch.no_grad():
+        reference = encoder(emb, mask)
+        full, last = encode_full_and_last(encoder, emb, mask, 2)
+    torch.testing.assert_close(full, reference[:2], rtol=0, atol=1e-6)
+    torch.testing.assert_close(last, reference[2:, -1], rtol=0, atol=1e-6)
+    assert last.shape == (3, D)
+
+
+def test_full_and_last_gradients_match_the_full_pass(table: nn.Embedding) -> None:
+    """Training goes through the partial pass: its gradients are the full pass's."""
+    torch.manual_seed(4)
+    encoder = SASRecEncoder(D, n_layers=2, n_heads=2, max_len=20, dropout=0.0)
+    seqs = torch.cat([left_pad([3, 4, 5], 6), left_pad([1, 2, 3, 4, 5, 6], 6)])
+    emb, mask = table(seqs).detach(), seqs != 0
+    weights = torch.randn(2, 6, D), torch.randn(1, D)
+
+    def grads(partial: bool) -> list[torch.Tensor]:
+        encoder.zero_grad()
+        if partial:
+            full, last = encode_full_and_last(encoder, emb, mask, 1)
+        else:
+            out = encoder(emb, mask)
+            full, last = out[:1], out[1:, -1]
+        ((full * weights[0][:1]).sum() + (last * weights[1]).sum()).backward()
+        return [p.grad.clone() for p in encoder.parameters() if p.grad is not None]
+
+    for a, b in zip(grads(True), grads(False), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

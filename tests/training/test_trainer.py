@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from h2rec.config import apply_overrides, read_yaml, validate
 from h2rec.data import PrepareConfig, prepare
@@ -83,6 +84,30 @@ def test_resume_accepts_a_config_saved_before_a_field_existed(tmp_path, synth_ds
     changed = _cfg(tmp_path, synth_ds, "name=old", "epochs=3", "eval.patience=10", "optim.lr=0.01")
     with pytest.raises(ConfigError, match="different config"):
         Trainer(changed, synth_ds).fit(resume=True)
+
+
+def test_resume_ignores_how_the_run_executes(tmp_path, synth_ds) -> None:
+    """Threads, checkpoint cadence and evaluation batch size change how a run executes, not
+    what it computes: a run interrupted under one setting resumes under another, and ends where
+    the uninterrupted run ends."""
+    from h2rec.errors import ConfigError
+
+    common = ("epochs=3", "eval.patience=10")
+    threads = torch.get_num_threads()  # the trainer sets the process-wide count
+    try:
+        Trainer(_cfg(tmp_path, synth_ds, "name=whole", *common), synth_ds).fit()
+        first = _cfg(tmp_path, synth_ds, "name=cut", *common, "threads=2", "eval.batch_size=64")
+        Trainer(first, synth_ds).fit(max_epochs=1)
+        second = _cfg(tmp_path, synth_ds, "name=cut", *common, "threads=1", "eval.batch_size=7")
+        out = Trainer(second, synth_ds).fit(resume=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert out["summary"]["epochs_run"] == 3
+    a, b = _metrics(tmp_path / "whole"), _metrics(tmp_path / "cut")
+    assert [r["loss"] for r in b] == pytest.approx([r["loss"] for r in a], rel=1e-5)
+    other_seed = _cfg(tmp_path, synth_ds, "name=cut", *common, "seed=7")
+    with pytest.raises(ConfigError, match="different config"):
+        Trainer(other_seed, synth_ds).fit(resume=True)
 
 
 def test_run_folder_is_protected(tmp_path, synth_ds) -> None:

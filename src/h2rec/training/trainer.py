@@ -75,6 +75,21 @@ class RunExistsError(H2RecError):
     """A run folder with a checkpoint exists and neither resume nor overwrite was asked for."""
 
 
+# How a run executes, not what it computes: a run may resume with other values (e.g. one CPU
+# thread instead of two once another job shares the machine). Evaluation batches only chunk the
+# same ranking.
+_EXECUTION_FIELDS = ("runs_dir", "threads", "tensorboard", "checkpoint_every")
+
+
+def _experiment_fields(cfg: TrainConfig) -> dict[str, Any]:
+    """The config minus its execution-only fields: what must match for a resume."""
+    dumped = cfg.model_dump(mode="json")
+    for name in _EXECUTION_FIELDS:
+        dumped.pop(name)
+    dumped["eval"].pop("batch_size")
+    return dumped
+
+
 class Trainer:
     """Train `cfg.model` on `cfg.data` with `cfg.objective`; evaluate with the one evaluator."""
 
@@ -255,7 +270,7 @@ class Trainer:
             # compared as validated configs, so a field added to TrainConfig since the run
             # started (at its default) does not block resuming it
             saved = load_config(TrainConfig, self.run_dir / "config.yaml")
-            if saved.model_dump(mode="json") != self.cfg.model_dump(mode="json"):
+            if _experiment_fields(saved) != _experiment_fields(self.cfg):
                 raise ConfigError(
                     f"{self.run_dir}: resuming with a different config than the run's"
                 )

@@ -38,7 +38,7 @@ from h2rec.models.h2rec.fusion import GranularityCrossAttention, GranularityFusi
 from h2rec.models.h2rec.positives import PositiveSets
 from h2rec.models.inputs import ModelInputs
 from h2rec.models.parts.cache import TensorCache, no_grad_eval
-from h2rec.models.parts.encoders import build_encoder
+from h2rec.models.parts.encoders import build_encoder, encode_full_and_last
 from h2rec.models.parts.items import HashItemEmbedding
 from h2rec.models.parts.pca import pca_item_vectors
 from h2rec.models.parts.scorers import dot_items
@@ -185,11 +185,16 @@ class H2Rec(SequentialModel):
         e_sid = self._sid_input(levels, sid_weights)
         u_masked = None
         if self.training and self.granularity_mask is not None:
-            # L_MSG's masked view shares the SID encoder call with the global view: one batch of
-            # 2B sequences runs faster than two of B (same result; dropout draws differ).
+            # L_MSG's masked view shares the SID encoder call with the global view (one batch of
+            # 2B sequences runs faster than two of B), and only its last slot is computed in the
+            # final layer: L_MSG reads nothing else (same result; dropout draws differ).
             e_masked = self.masked_sid_input(e_sid, levels, sid_weights, mask)
-            both = self._encode_sid(torch.cat([e_sid, e_masked]), torch.cat([mask, mask]))
-            u_sid, u_masked = both[: seqs.shape[0]], both[seqs.shape[0] :, -1]
+            u_sid, u_masked = encode_full_and_last(
+                self.sid_encoder,
+                torch.cat([e_sid, e_masked]) * self.embedding_scale,
+                torch.cat([mask, mask]),
+                seqs.shape[0],
+            )
         else:
             u_sid = self._encode_sid(e_sid, mask)
         fused = e_hid

@@ -127,6 +127,14 @@ class SASRecBlock(nn.Module):
         x = self.ffn(self.ffn_norm(x))
         return x * keep
 
+    def forward_last(self, x: Tensor, allowed: Tensor, keep: Tensor) -> Tensor:
+        """The block's output at the last slot only, `[B, 1, d]` (`allowed [B, 1, 1, L]`,
+        `keep [B, 1, 1]`): every slot is still a key and value, but the query side (projection,
+        attention row, FFN) runs for one slot instead of L."""
+        q = self.attn_norm(x[:, -1:])
+        out = q + self.attn(q, x, allowed)
+        return self.ffn(self.ffn_norm(out)) * keep
+
 
 class SASRecEncoder(nn.Module):
     """SASRec (Kang & McAuley, ICDM'18): learnable positions + pre-LN self-attention blocks.
@@ -161,16 +169,32 @@ class SASRecEncoder(nn.Module):
         )
         self.final_norm = nn.LayerNorm(d, eps=1e-8)
 
-    def forward(self, emb: Tensor, mask: Tensor) -> Tensor:
+    def _inputs(self, emb: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(first block's input, attention mask, keep) for `emb [B, L, d]`."""
         length = emb.shape[1]
         check_length(length, self.max_len)
         positions = torch.arange(self.max_len - length, self.max_len, device=emb.device)
         keep = mask.unsqueeze(-1).to(emb.dtype)
         x = self.emb_dropout(emb + self.position(positions)) * keep
-        allowed = attention_mask(mask, self.causal)
+        return x, attention_mask(mask, self.causal), keep
+
+    def forward(self, emb: Tensor, mask: Tensor) -> Tensor:
+        x, allowed, keep = self._inputs(emb, mask)
         for block in self.blocks:
             x = block(x, allowed, keep)
         return self.final_norm(x) * keep
+
+    def forward_partial(self, emb: Tensor, mask: Tensor, n_full: int) -> tuple[Tensor, Tensor]:
+        """See `encode_full_and_last`: rows `[:n_full]` at every slot, the others at the last."""
+        x, allowed, keep = self._inputs(emb, mask)
+        *first, final = self.blocks
+        for block in first:
+            x = block(x, allowed, keep)
+        full = final(x[:n_full], allowed[:n_full], keep[:n_full])
+        last = final.forward_last(x[n_full:], allowed[n_full:, :, -1:], keep[n_full:, -1:])
+        return self.final_norm(full) * keep[:n_full], (self.final_norm(last) * keep[n_full:, -1:])[
+            :, 0
+        ]
 
 
 class BERTBlock(nn.Module):
@@ -193,6 +217,13 @@ class BERTBlock(nn.Module):
         x = self.attn_norm(x + self.attn_drop(self.attn(x, x, allowed)))
         x = self.ffn_norm(x + self.ffn_drop(self.fc2(self.act(self.fc1(x)))))
         return x * keep
+
+    def forward_last(self, x: Tensor, allowed: Tensor, keep: Tensor) -> Tensor:
+        """The layer's output at the last slot only (see `SASRecBlock.forward_last`)."""
+        q = x[:, -1:]
+        out = self.attn_norm(q + self.attn_drop(self.attn(q, x, allowed)))
+        out = self.ffn_norm(out + self.ffn_drop(self.fc2(self.act(self.fc1(out)))))
+        return out * keep
 
 
 class BERT4RecEncoder(nn.Module):
@@ -223,16 +254,30 @@ class BERT4RecEncoder(nn.Module):
             BERTBlock(d, n_heads, dropout, inner_size or 4 * d, activation) for _ in range(n_layers)
         )
 
-    def forward(self, emb: Tensor, mask: Tensor) -> Tensor:
+    def _inputs(self, emb: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(first layer's input, attention mask, keep) for `emb [B, L, d]`."""
         length = emb.shape[1]
         check_length(length, self.max_len)
         positions = torch.arange(self.max_len - length, self.max_len, device=emb.device)
         keep = mask.unsqueeze(-1).to(emb.dtype)
         x = self.emb_dropout(self.emb_norm(emb + self.position(positions))) * keep
-        allowed = attention_mask(mask, causal=False)
+        return x, attention_mask(mask, causal=False), keep
+
+    def forward(self, emb: Tensor, mask: Tensor) -> Tensor:
+        x, allowed, keep = self._inputs(emb, mask)
         for block in self.blocks:
             x = block(x, allowed, keep)
         return x
+
+    def forward_partial(self, emb: Tensor, mask: Tensor, n_full: int) -> tuple[Tensor, Tensor]:
+        """See `encode_full_and_last`: rows `[:n_full]` at every slot, the others at the last."""
+        x, allowed, keep = self._inputs(emb, mask)
+        *first, final = self.blocks
+        for block in first:
+            x = block(x, allowed, keep)
+        full = final(x[:n_full], allowed[:n_full], keep[:n_full])
+        last = final.forward_last(x[n_full:], allowed[n_full:, :, -1:], keep[n_full:, -1:])
+        return full, last[:, 0]
 
 
 def _shift_rows(x: Tensor, shift: Tensor) -> Tensor:
@@ -278,6 +323,27 @@ class GRU4RecEncoder(nn.Module):
         return self.out_dropout(out) * keep.to(out.dtype)
 
 
+def encode_full_and_last(
+    encoder: nn.Module, emb: Tensor, mask: Tensor, n_full: int
+) -> tuple[Tensor, Tensor]:
+    """One encoder call for two kinds of rows: `emb [B, L, d]` rows `[:n_full]` are encoded at
+    every slot (`[n_full, L, d]`), the remaining rows only at the last slot (`[B - n_full, d]`).
+
+    Why: a contrastive view that needs only the final user vector (H2Rec's L_MSG) still has to run
+    every layer below the last over all slots, but in the LAST transformer layer only the final
+    slot's query, attention row and FFN matter — a third of that layer's work is the key/value
+    projections, the rest is skipped. The result equals `encoder(emb, mask)[n_full:, -1]` exactly
+    (same parameters, same masks); with dropout on, only which random draws are made differs.
+    Encoders without a `forward_partial` (GRU4Rec, whose last state needs the whole recurrence
+    anyway) are run in full and sliced.
+    """
+    partial = getattr(encoder, "forward_partial", None)
+    if partial is not None:
+        return partial(emb, mask, n_full)
+    out = encoder(emb, mask)
+    return out[:n_full], out[n_full:, -1]
+
+
 Backbone = Literal["sasrec", "gru4rec", "bert4rec"]
 
 
@@ -321,4 +387,5 @@ __all__ = [
     "SequenceEncoder",
     "attention_mask",
     "build_encoder",
+    "encode_full_and_last",
 ]
