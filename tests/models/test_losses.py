@@ -10,10 +10,12 @@ import torch
 from pydantic import ValidationError
 
 from h2rec.models.losses import (
+    CE_CHUNK_ELEMENTS,
     LossConfig,
     SampledLoss,
     bce,
     bpr,
+    chunked_ce,
     full_ce,
     gbce,
     gbce_beta,
@@ -153,3 +155,166 @@ def test_sampled_loss_dispatch() -> None:
     assert SampledLoss(LossConfig(name="bpr", num_negatives=2), 11)(t(POS), t(NEG)).item() == (
         pytest.approx(bpr(t(POS), t(NEG)).item())
     )
+
+
+def _ce_problem(n: int, m: int, d: int, seed: int) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    user = torch.randn(n, d, generator=g, dtype=torch.float64)
+    weight = torch.randn(m, d, generator=g, dtype=torch.float64)
+    bias = torch.randn(m, generator=g, dtype=torch.float64)
+    targets = torch.randint(0, m, (n,), generator=g)
+    return user, weight, bias, targets
+
+
+def _grads(fn, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[no-untyped-def]
+    leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
+    loss = fn(*leaves)
+    loss.backward()
+    return (loss.detach(), *(x.grad for x in leaves))
+
+
+@pytest.mark.parametrize(
+    ("n", "m", "rows"),
+    [(1, 5, 1), (7, 13, 1), (7, 13, 3), (10, 4, 5), (10, 4, 10), (9, 50, 100), (33, 17, 8)],
+)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_chunked_ce_equals_cross_entropy_and_its_gradients(
+    n: int, m: int, rows: int, with_bias: bool
+) -> None:
+    """Value and the user / weight / bias gradients against F.cross_entropy on explicit float64
+    logits, for chunks of one row, chunks not dividing N and one chunk holding everything."""
+    user, weight, bias, targets = _ce_problem(n, m, 6, seed=n * 100 + m)
+    # the float64 reference; the chunked path computes in float32 from float32 inputs
+    ref = _grads(
+        lambda u, w, b: torch.nn.functional.cross_entropy(
+            u @ w.t() + (b if with_bias else 0), targets
+        ),
+        user,
+        weight,
+        bias,
+    )
+    got = _grads(
+        lambda u, w, b: chunked_ce(
+            u, w, targets, b if with_bias else None, chunk_elements=rows * m
+        ),
+        user.float(),
+        weight.float(),
+        bias.float(),
+    )
+    assert got[0].dtype == torch.float32
+    torch.testing.assert_close(got[0].double(), ref[0], rtol=1e-5, atol=1e-6)
+    for g, r in zip(got[1:3], ref[1:3], strict=True):
+        assert g.dtype == torch.float32
+        torch.testing.assert_close(g.double(), r, rtol=1e-5, atol=1e-6)
+    if with_bias:
+        torch.testing.assert_close(got[3].double(), ref[3], rtol=1e-5, atol=1e-6)
+    else:
+        assert got[3] is None  # the bias never entered the loss
+
+
+def test_chunked_ce_hand_example() -> None:
+    # two rows, three items, no bias: logits [[1, 2, 0], [0, 0, 3]], targets [1, 2]
+    user = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    weight = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 3.0]])
+    expected = (
+        -(2 - math.log(math.exp(1) + math.exp(2) + 1)) - (3 - math.log(2 + math.exp(3)))
+    ) / 2
+    got = chunked_ce(user, weight, torch.tensor([1, 2]), chunk_elements=1)
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_chunked_ce_from_bf16_inputs_is_float32_accurate() -> None:
+    """bf16 user vectors (an autocast encoder's output) are upcast before the products, so the
+    loss and gradients are those of the float32 computation on the same bf16 values."""
+    user, weight, bias, targets = _ce_problem(40, 30, 8, seed=3)
+    user16 = user.bfloat16()
+    ref = _grads(
+        lambda u, w, b: torch.nn.functional.cross_entropy(u @ w.t() + b, targets),
+        user16.double(),
+        weight,
+        bias,
+    )
+    got = _grads(
+        lambda u, w, b: chunked_ce(u, w, targets, b, chunk_elements=7 * 30),
+        user16,
+        weight.float(),
+        bias.float(),
+    )
+    assert got[0].dtype == torch.float32 and got[1].dtype == torch.bfloat16
+    torch.testing.assert_close(got[0].double(), ref[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got[2].double(), ref[2], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got[3].double(), ref[3], rtol=1e-5, atol=1e-6)
+    # the user gradient is float32-accurate before its cast back to bf16 (within bf16's half ulp)
+    torch.testing.assert_close(got[1].double(), ref[1], rtol=2**-8, atol=1e-7)
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_chunked_ce_stays_float32_under_bf16_autocast(device: str) -> None:
+    """Under autocast the products would otherwise run in bf16 (8-bit mantissa); inside the
+    chunked loss they stay float32, forward and backward."""
+    user, weight, bias, targets = (x.to(device) for x in _ce_problem(40, 30, 8, seed=4))
+    ref = _grads(
+        lambda u, w, b: torch.nn.functional.cross_entropy(u @ w.t() + b, targets),
+        user,
+        weight,
+        bias,
+    )
+
+    def under_autocast(u: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device, dtype=torch.bfloat16):
+            return chunked_ce(u, w, targets, b, chunk_elements=7 * 30)
+
+    got = _grads(under_autocast, user.float(), weight.float(), bias.float())
+    for g, r in zip(got, ref, strict=True):
+        assert g.dtype == torch.float32
+        torch.testing.assert_close(g.double(), r, rtol=1e-5, atol=1e-6)
+
+
+def _saved_for_backward(fn) -> list[int]:  # type: ignore[no-untyped-def]
+    """numel of every tensor autograd saves for backward while `fn()` builds its graph."""
+    sizes: list[int] = []
+
+    def pack(x: torch.Tensor) -> torch.Tensor:
+        sizes.append(x.numel())
+        return x
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
+        fn()
+    return sizes
+
+
+def test_chunked_ce_saves_nothing_of_size_n_by_items() -> None:
+    """Memory without timing: what autograd keeps for backward. The unchunked loss keeps the
+    [N, M] log-softmax; the chunked one keeps user, table, bias, targets and one log-sum-exp per
+    row: N d + M d + M + 2 N elements, computed here by hand."""
+    n, m, d = 64, 500, 8
+    user, weight, bias, targets = (
+        x.float() if x.is_floating_point() else x for x in _ce_problem(n, m, d, seed=1)
+    )
+    user.requires_grad_(True)
+    weight.requires_grad_(True)
+    bias.requires_grad_(True)
+    full = _saved_for_backward(
+        lambda: full_ce(user @ weight.t() + bias, targets + 1, padding_column=False)
+    )
+    assert n * m in full
+    chunked = _saved_for_backward(
+        lambda: chunked_ce(user, weight, targets, bias, chunk_elements=16 * m)
+    )
+    assert max(chunked) < n * m
+    assert sum(chunked) == n * d + m * d + m + n + n
+
+
+def test_chunked_ce_rejects_bad_shapes_and_budget() -> None:
+    user, weight, _, targets = _ce_problem(4, 5, 3, seed=0)
+    with pytest.raises(ValueError):
+        chunked_ce(user, weight, targets, chunk_elements=0)
+    with pytest.raises(ValueError):
+        chunked_ce(user, weight[:, :2], targets)
+
+
+def test_chunked_ce_is_the_default() -> None:
+    assert LossConfig(name="ce").ce_chunk_elements == CE_CHUNK_ELEMENTS > 0
+    assert LossConfig(name="ce", ce_chunk_elements=0).ce_chunk_elements == 0
+    with pytest.raises(ValidationError):
+        LossConfig(name="ce", ce_chunk_elements=-1)

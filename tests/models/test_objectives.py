@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,10 +13,14 @@ from h2rec.models import (
     ClozeObjective,
     LossConfig,
     NextItemObjective,
+    SASRec,
+    SequentialModel,
     build_model,
     full_ce,
+    list_models,
     sampled_softmax,
 )
+from h2rec.models.inputs import ModelInputs
 
 N_ITEMS = 30
 
@@ -193,3 +198,118 @@ def test_cloze_loss_equals_manual_ce_over_masked_positions() -> None:
 def test_cloze_needs_a_mask_token() -> None:
     with pytest.raises(TypeError, match="mask_token_id"):
         ClozeObjective()(sasrec(), {"inputs": torch.tensor([[0, 1, 2]])})
+
+
+# -- chunked full-softmax CE -------------------------------------------------------------------------
+def rich_inputs(n_items: int = N_ITEMS) -> ModelInputs:
+    """Every input any registered model asks for: SIDs with codebooks, text, training sequences."""
+    rng = np.random.default_rng(0)
+    sizes = [4, 5, 3]
+    codes = np.full((n_items + 1, len(sizes)), -1, dtype=np.int64)
+    for level, k in enumerate(sizes):
+        codes[1:, level] = rng.integers(0, k, n_items)
+    text = rng.normal(size=(n_items + 1, 24)).astype(np.float32)
+    text[0] = 0.0
+    seqs = [[1, 2, 3, 4, 5, 6], [7, 8, 9, 1, 2], [10, 11, 12, 13, 14, 15, 16], [29, 30, 1, 7, 13]]
+    items = np.array([i for s in seqs for i in s], dtype=np.int64)
+    return ModelInputs(
+        popularity=np.bincount(items, minlength=n_items + 1),
+        codes=codes,
+        codebooks=[rng.normal(size=(k, 16)).astype(np.float32) for k in sizes],
+        codebook_sizes=sizes,
+        text_vectors=text,
+        train_offsets=np.concatenate([[0], np.cumsum([len(s) for s in seqs])]).astype(np.int64),
+        train_items=items,
+    )
+
+
+TRAINABLE = [name for name in list_models() if name != "mostpop"]
+
+
+def build_small(name: str) -> SequentialModel:
+    torch.manual_seed(0)
+    cfg: dict[str, object] = {"hidden_size": 16, "max_len": 8, "n_heads": 2}
+    if name == "gru4rec":
+        del cfg["n_heads"]
+    if name == "url4dr":
+        cfg["semantic_dim"] = 8
+    return build_model(name, N_ITEMS, inputs=rich_inputs(), **cfg).eval()
+
+
+def ce_run(model: SequentialModel, chunk_elements: int) -> tuple[torch.Tensor, dict]:
+    """Loss and parameter gradients of one CE step; the same seed makes Cloze masks identical."""
+    torch.manual_seed(5)
+    cfg = LossConfig(name="ce", ce_chunk_elements=chunk_elements)
+    batch = {**next_item_batch(), "users": torch.arange(3)}  # LLM-ESR's distillation needs them
+    if getattr(model, "mask_token_id", None) is not None:
+        loss, logs = ClozeObjective(mask_ratio=0.5, loss=cfg)(model, batch)
+    else:
+        loss, logs = NextItemObjective(cfg)(model, batch)
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return logs["loss_rec"], grads
+
+
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_chunked_ce_equals_the_full_logits_path_for_every_model(name: str) -> None:
+    """Every registered model scores all items with one linear map (`full_scoring`), and the
+    chunked loss (2-row chunks) gives the loss and parameter gradients of `full_ce` on
+    `score_all`'s logits."""
+    model = build_small(name)
+    user = torch.randn(5, model.item_weights().shape[1])
+    linear = model.full_scoring(user)
+    assert linear is not None, f"{name} would fall back to the [N, n_items] logits"
+    u, table, bias = linear
+    with torch.no_grad():
+        logits = u.float() @ table.float().t() + (0.0 if bias is None else bias.float())
+        torch.testing.assert_close(logits, model.score_all(user, catalogue_only=True))
+    full_loss, full_grads = ce_run(model, 0)
+    chunk_loss, chunk_grads = ce_run(model, 2 * N_ITEMS)
+    assert chunk_loss.item() == pytest.approx(full_loss.item(), rel=1e-5)
+    assert chunk_grads.keys() == full_grads.keys() and full_grads
+    # float rounding: relative, plus an absolute part for entries that are ~0 (e.g. attention
+    # key biases, whose exact gradient is zero) scaled by the model's largest gradient
+    atol = 1e-6 * max(float(g.abs().max()) for g in full_grads.values())
+    for key, grad in full_grads.items():
+        torch.testing.assert_close(chunk_grads[key], grad, rtol=1e-4, atol=atol, msg=key)
+
+
+def test_sasrec_ce_saves_no_targets_by_items_tensor() -> None:
+    """The objective really takes the chunked path: with 9 targets and 30 items, autograd keeps a
+    [9, 30] log-softmax only when chunking is off."""
+    model = sasrec()
+    n_targets = int((next_item_batch()["targets"] != 0).sum())
+    for chunk, expect in ((0, True), (N_ITEMS, False)):
+        saved: list[tuple[int, ...]] = []
+
+        def pack(x: torch.Tensor) -> torch.Tensor:
+            saved.append(tuple(x.shape))  # noqa: B023 - used inside this iteration only
+            return x
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
+            NextItemObjective(LossConfig(name="ce", ce_chunk_elements=chunk))(
+                model, next_item_batch()
+            )
+        assert ((n_targets, N_ITEMS) in saved) is expect
+
+
+class _Doubled(SASRec):
+    """A model whose score_all is not the base linear map (scores x 2): no hook by default."""
+
+    def score_all(self, user: torch.Tensor, *, catalogue_only: bool = False) -> torch.Tensor:
+        return 2.0 * super().score_all(user, catalogue_only=catalogue_only)
+
+
+def test_overridden_score_all_falls_back_to_the_full_logits() -> None:
+    base = sasrec()
+    model = _Doubled(N_ITEMS, 8, base.items, base.encoder, base.scorer).eval()
+    assert model.full_scoring(torch.randn(2, 16)) is None
+    loss, _ = NextItemObjective("ce")(model, next_item_batch())
+    with torch.no_grad():
+        valid = next_item_batch()["targets"] != 0
+        h = model.hidden(next_item_batch()["inputs"])[valid]
+        expected = full_ce(
+            2.0 * (h @ model.item_weights().t()), next_item_batch()["targets"][valid]
+        )
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)

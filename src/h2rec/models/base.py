@@ -87,6 +87,20 @@ class SequentialModel(nn.Module):
             logits = logits + bias[start:].float()
         return logits
 
+    def full_scoring(self, user: Tensor) -> tuple[Tensor, Tensor, Tensor | None] | None:
+        """`score_all(user, catalogue_only=True)` as ONE linear map, or None if it is not one.
+
+        Returns (u `[N, d']`, table `[n_items, d']`, bias `[n_items]` or None) with
+        logits = u tableᵀ + bias, so full-softmax CE can run in row chunks (`losses.chunked_ce`)
+        without the `[N, n_items]` logits. A subclass that overrides `score_all` gets None (the
+        objective then builds the logits) unless it also overrides this hook: a wrong linear
+        map here would silently train a different model than the one evaluated.
+        """
+        if _overrides(self, "score_all", SequentialModel):
+            return None
+        bias = self.item_bias()
+        return user, self.item_weights()[1:], None if bias is None else bias[1:]
+
     def score_items(self, user: Tensor, items: Tensor) -> Tensor:
         """`user [N, d]`, `items [N, k]` -> `[N, k]` float32 logits."""
         logits = dot_items(user, self.item_weights()[items])
@@ -162,5 +176,16 @@ class ComposedModel(SequentialModel):
             user, self.item_weights()[start:], None if bias is None else bias[start:]
         )
 
+    def full_scoring(self, user: Tensor) -> tuple[Tensor, Tensor, Tensor | None] | None:
+        if _overrides(self, "score_all", ComposedModel):
+            return None
+        bias = self.item_bias()
+        return self.scorer.linear(user, self.item_weights()[1:], None if bias is None else bias[1:])
+
     def score_items(self, user: Tensor, items: Tensor) -> Tensor:
         return self.scorer.score_items(user, self.item_weights(), self.item_bias(), items)
+
+
+def _overrides(model: nn.Module, method: str, owner: type) -> bool:
+    """Whether `model`'s class redefines `method` below `owner` (whose version the caller knows)."""
+    return getattr(type(model), method) is not getattr(owner, method)

@@ -524,6 +524,10 @@ class CCFRec(SequentialModel):
         weights = self.item_weights()[start:]
         return dot_all(F.normalize(user.float(), dim=-1), weights) / self.tau
 
+    def full_scoring(self, user: Tensor) -> tuple[Tensor, Tensor, Tensor | None] | None:
+        """cos(u, e_j) / tau = (u / (|u| tau)) . e_j: linear in the normalised, scaled user."""
+        return F.normalize(user.float(), dim=-1) / self.tau, self.item_weights()[1:], None
+
     def score_items(self, user: Tensor, items: Tensor) -> Tensor:
         """`user [N, d]`, `items [N, k]` -> `[N, k]` cos/tau logits, float32.
 

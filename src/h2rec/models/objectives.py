@@ -25,7 +25,13 @@ import torch
 from torch import Tensor
 
 from h2rec.models.base import SequentialModel
-from h2rec.models.losses import LossConfig, SampledLoss, full_ce, num_negatives_needed
+from h2rec.models.losses import (
+    LossConfig,
+    SampledLoss,
+    chunked_ce,
+    full_ce,
+    num_negatives_needed,
+)
 
 Logs = dict[str, Tensor]
 
@@ -68,6 +74,10 @@ class _ScoredObjective:
         """`user [N, d]`, `targets [N]`, `negatives [N, k]` -> scalar loss."""
         cfg = self.loss_cfg
         if cfg.name == "ce":
+            linear = model.full_scoring(user) if cfg.ce_chunk_elements > 0 else None
+            if linear is not None:  # the same loss without the [N, n_items] logits
+                u, table, bias = linear
+                return chunked_ce(u, table, targets - 1, bias, chunk_elements=cfg.ce_chunk_elements)
             return full_ce(
                 model.score_all(user, catalogue_only=True), targets, padding_column=False
             )

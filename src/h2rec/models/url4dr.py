@@ -556,6 +556,10 @@ class URL4DR(SequentialModel):
             user, self.item_weights()[start:], None if bias is None else bias[start:]
         )
 
+    def full_scoring(self, user: Tensor) -> tuple[Tensor, Tensor, Tensor | None] | None:
+        bias = self.item_bias()
+        return self.scorer.linear(user, self.item_weights()[1:], None if bias is None else bias[1:])
+
     def score_items(self, user: Tensor, items: Tensor) -> Tensor:
         """Only the candidates are quantised in training (the original runs the RQ-VAE on the
         positive and negative items); evaluation gathers from the cached table."""

@@ -49,9 +49,17 @@ class DotScorer(nn.Module):
     def project(self, user: Tensor) -> Tensor:
         return self.transform(user)
 
+    def linear(
+        self, user: Tensor, weights: Tensor, bias: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """`score_all` as the parts of ONE linear map (T(u), table, bias): logits = T(u) Eᵀ + b.
+        Lets a loss consume the scores without building them (`losses.chunked_ce`)."""
+        return self.project(user), weights, bias
+
     def score_all(self, user: Tensor, weights: Tensor, bias: Tensor | None) -> Tensor:
         """`user [N, d]`, `weights [n_items + 1, d]` -> `[N, n_items + 1]` float32 (column 0 raw)."""
-        logits = dot_all(self.project(user), weights)
+        user, weights, bias = self.linear(user, weights, bias)
+        logits = dot_all(user, weights)
         if bias is not None:
             logits = logits + bias.float()
         return logits
