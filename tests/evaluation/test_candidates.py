@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 
@@ -11,6 +12,7 @@ from h2rec.evaluation import candidates as cmod
 from h2rec.evaluation.candidates import (
     interaction_keys,
     load_or_draw_negatives,
+    negatives_hash,
     parse_protocol,
     sample_negatives,
 )
@@ -259,3 +261,74 @@ def test_weights_must_be_counts_and_the_last_item_can_be_drawn() -> None:
         keys, np.ones(1000, dtype=np.int64), n_items, 1, np.random.default_rng(0), w
     )
     assert (out == 4).all()
+
+
+def test_new_files_are_int32_and_hold_the_int64_draw(tmp_path) -> None:
+    ds = random_dataset(8, n_users=50, n_items=80)
+    cache.save(ds, tmp_path / "prep", config={}, source={})
+    neg = load_or_draw_negatives(ds, "test", "uni12", seed=4)
+    users, drawn = cmod.draw_negatives(ds, "test", parse_protocol("uni12"), 4)
+    assert drawn.dtype == np.int64  # the sampler itself is unchanged
+    assert neg.negatives.dtype == np.int32 and np.array_equal(neg.negatives, drawn)
+    assert neg.path is not None
+    with np.load(neg.path) as z:
+        assert z["negatives"].dtype == np.int32 and np.array_equal(z["negatives"], drawn)
+        assert np.array_equal(z["users"], users)
+    # the fingerprint hashes int64 ids whatever the storage: equal to hashing the int64 draw
+    expected = hashlib.sha256(users.astype("<i8").tobytes() + drawn.astype("<i8").tobytes())
+    assert negatives_hash(neg.users, neg.negatives) == expected.hexdigest()[:16]
+    assert negatives_hash(users, drawn, block_rows=7) == expected.hexdigest()[:16]
+
+
+def test_old_int64_files_are_read_as_they_are_and_rank_identically(tmp_path, monkeypatch) -> None:
+    ds = random_dataset(9, n_users=50, n_items=80)
+    cache.save(ds, tmp_path / "prep", config={}, source={})
+    new = Evaluator(ds, protocol="uni15", negatives_seed=2, tie="random")
+    path = new.negatives_path
+    assert path is not None
+    # Rewrite the file as earlier versions wrote it: the same draw and keys, int64 negatives.
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["negatives"] = arrays["negatives"].astype(np.int64)
+    np.savez(path, **arrays)
+    old_bytes = path.read_bytes()
+
+    def no_draw(*a, **k):
+        raise AssertionError("an existing valid file must not be redrawn")
+
+    monkeypatch.setattr(cmod, "draw_negatives", no_draw)
+    old = Evaluator(cache.load(tmp_path / "prep"), protocol="uni15", negatives_seed=2, tie="random")
+    assert path.read_bytes() == old_bytes  # read, not rewritten
+    assert old.negatives is not None and old.negatives.dtype == np.int32
+    assert np.array_equal(old.negatives, new.negatives)
+    assert old.negatives_hash == new.negatives_hash
+    fn = hashed_score_fn(ds.n_items)
+    assert np.array_equal(old.ranks(fn), new.ranks(fn))
+
+
+def test_files_with_ids_outside_the_catalogue_are_redrawn(tmp_path, caplog) -> None:
+    ds = random_dataset(10, n_users=40, n_items=60)
+    cache.save(ds, tmp_path / "prep", config={}, source={})
+    first = load_or_draw_negatives(ds, "test", "uni5", seed=0)
+    assert first.path is not None
+    with np.load(first.path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["negatives"] = arrays["negatives"].astype(np.int64) + 2**32  # int32 would wrap
+    np.savez(first.path, **arrays)
+    with caplog.at_level(logging.WARNING, logger="h2rec"):
+        again = load_or_draw_negatives(ds, "test", "uni5", seed=0)
+    assert "outside" in caplog.text and np.array_equal(again.negatives, first.negatives)
+
+
+def test_for_users_is_a_read_only_view_for_the_stored_users_else_a_copy() -> None:
+    ds = random_dataset(11, n_users=40, n_items=60)
+    neg = load_or_draw_negatives(ds, "test", "uni5", seed=0)
+    same = neg.for_users(neg.users.copy())
+    assert np.shares_memory(same, neg.negatives) and np.array_equal(same, neg.negatives)
+    assert not same.flags.writeable
+    some = neg.users[::3]
+    part = neg.for_users(some)
+    assert not np.shares_memory(part, neg.negatives)
+    assert np.array_equal(part, neg.negatives[::3])
+    with pytest.raises(ValueError, match="not drawn"):
+        neg.for_users(np.array([neg.users.max() + 1]))

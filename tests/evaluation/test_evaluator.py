@@ -250,6 +250,7 @@ def test_invalid_options() -> None:
         {"tie": "best"},
         {"ks": (0,)},
         {"batch_size": 0},
+        {"score_budget": 0},
         {"negatives_seed": -1},
         {"max_len": 0},
         {"head_fraction": 1.5},
@@ -258,3 +259,74 @@ def test_invalid_options() -> None:
             Evaluator(ds, **kw)
     with pytest.raises(ValueError, match="eligible negatives"):
         Evaluator(ds, protocol="uni1000")
+
+
+def _recording(fn, sizes: list[int]):
+    def score(hist: torch.Tensor, cand: torch.Tensor | None) -> torch.Tensor:
+        sizes.append(hist.shape[0])
+        return fn(hist, cand)
+
+    return score
+
+
+def test_rows_per_batch_is_capped_by_the_score_budget() -> None:
+    ds = random_dataset(20, n_users=50, n_items=35)
+    width = ds.n_items + 1
+    assert Evaluator(ds).rows_per_batch == 1024  # 2**26 // width is far above the batch size
+    assert Evaluator(ds, batch_size=8).rows_per_batch == 8
+    assert Evaluator(ds, score_budget=3 * width + width - 1).rows_per_batch == 3
+    assert Evaluator(ds, score_budget=width - 1).rows_per_batch == 1  # never zero users
+    sampled = Evaluator(ds, protocol="uni10", score_budget=50)
+    assert sampled.n_candidates == 11 and sampled.rows_per_batch == 4  # 50 // 11
+
+
+@pytest.mark.parametrize("protocol", ["full", "uni10"])
+@pytest.mark.parametrize("tie", ["pessimistic", "random"])
+def test_tiny_score_budget_gives_the_same_ranks_for_a_real_model(protocol: str, tie: str) -> None:
+    """A SASRec with random weights, scored 1, 2 or 3 users at a time (a budget of 1-3 rows of
+    scores) or all at once: every user's rank is identical, and no batch exceeds the budget."""
+    from h2rec.models import build_model
+
+    ds = random_dataset(21, n_users=70, n_items=40)
+    torch.manual_seed(0)
+    model = build_model("sasrec", ds.n_items, hidden_size=16, max_len=8).eval()
+    reference_sizes: list[int] = []
+    default = Evaluator(ds, protocol=protocol, tie=tie, max_len=8)
+    reference = default.evaluate(_recording(model.score, reference_sizes), model_name="sasrec")
+    n_users = default.n_users
+    assert n_users > 50 and reference_sizes == [n_users]  # one batch under the default budget
+    assert len(np.unique(reference.ranks)) > 5  # a real spread of ranks, not a constant model
+    for rows in (1, 2, 3):
+        budget = rows * default.n_candidates + 1
+        ev = Evaluator(ds, protocol=protocol, tie=tie, max_len=8, score_budget=budget)
+        sizes: list[int] = []
+        res = ev.evaluate(_recording(model.score, sizes), model_name="sasrec")
+        assert ev.rows_per_batch == rows
+        assert max(sizes) == rows and sum(sizes) == n_users
+        assert np.array_equal(res.users, reference.users)
+        assert np.array_equal(res.ranks, reference.ranks)  # exactly, user by user
+
+
+def test_rank_rows_ranks_any_rows_in_the_given_order() -> None:
+    ds = random_dataset(22, n_users=60, n_items=35)
+    fn = hashed_score_fn(ds.n_items)
+    for protocol in ("full", "uni7"):
+        ev = Evaluator(ds, protocol=protocol, tie="random", score_budget=2 * 36)
+        everyone = ev.ranks(fn)
+        rows = np.random.default_rng(0).permutation(ev.n_users)[:25]
+        assert np.array_equal(ev.rank_rows(fn, rows), everyone[rows])
+        assert ev.rank_rows(fn, np.array([], dtype=np.int64)).shape == (0,)
+        with pytest.raises(ValueError, match="indices"):
+            ev.rank_rows(fn, np.array([ev.n_users]))
+
+
+def test_candidates_of_some_rows_are_those_rows_of_the_whole_matrix() -> None:
+    ds = random_dataset(23, n_users=40, n_items=50)
+    ev = Evaluator(ds, protocol="uni9")
+    whole = ev.candidates()
+    assert whole is not None and whole.dtype == np.int64 and whole.shape == (ev.n_users, 10)
+    assert np.array_equal(whole[:, 0], ev.examples.targets)
+    assert np.array_equal(whole[:, 1:], ev.negatives)
+    rows = np.array([5, 0, 17, 17, 3])
+    assert np.array_equal(ev.candidates(rows), whole[rows])
+    assert Evaluator(ds).candidates() is None

@@ -261,3 +261,34 @@ def test_negative_code_for_real_item_rejected() -> None:
         build(codes, seqs)
     with pytest.raises(ValueError, match=r"1\.\."):
         build(codes, seqs, use_codes=False).positive_set(0)
+
+
+@pytest.mark.parametrize("mode", ["prefix", "any"])
+def test_lookup_tables_are_held_once(mode: str) -> None:
+    """Each torch buffer shares its numpy array's memory on CPU: nothing is stored twice."""
+    codes, seqs = make_data(seed=9)
+    pos = build(codes, seqs, p=2, window=2, code_match=mode)
+    pairs = {
+        "group_ids": pos._group_np,
+        "codes": pos._codes_np,
+        "cooc_indptr": pos._indptr,
+        "cooc_indices": pos._indices,
+    }
+    for name, buffer in pos.named_buffers():
+        arr = pairs[name]
+        assert buffer.data_ptr() == arr.ctypes.data, name
+        assert np.shares_memory(buffer.numpy(), arr), name
+        np.testing.assert_array_equal(buffer.numpy(), arr)
+    nbytes = sum(int(a.nbytes) for a in pairs.values())
+    assert pos.memory_bytes() == {"numpy": nbytes, "buffers": nbytes, "held": nbytes}
+    # indptr and indices are the CSR of every within-window pair (computed independently)
+    keys = sorted(a * (N_ITEMS + 1) + b for a, b in brute_cooc(seqs, 2))
+    assert pos._indices.tolist() == [k % (N_ITEMS + 1) for k in keys]
+    assert pos._indptr.tolist() == [
+        sum(1 for k in keys if k // (N_ITEMS + 1) < r) for r in range(N_ITEMS + 2)
+    ]
+    # the codes are the module's own copy: changing the caller's array afterwards changes nothing
+    before = pos.mask(torch.tensor(ALL), torch.tensor(ALL)).clone()
+    codes[1:] = 0
+    assert not np.shares_memory(pos._codes_np, codes)
+    assert torch.equal(pos.mask(torch.tensor(ALL), torch.tensor(ALL)), before)

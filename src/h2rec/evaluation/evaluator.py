@@ -10,6 +10,10 @@ The evaluator knows a model only through ``score_fn(histories, candidates)``:
 
 The caller puts its model in eval mode; the evaluator runs ``score_fn`` under ``torch.no_grad()``
 in batches. Ranks do not depend on the batch size (random tie breaks are drawn once per user).
+A batch holds at most ``batch_size`` users and at most ``score_budget`` scores: with a 1M-item
+catalogue, 1024 users of full-ranking scores would be 4 GB (plus the comparison masks), so the
+number of users per batch shrinks with the catalogue, while sampled protocols (1 + N scores per
+user) keep the whole ``batch_size``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from h2rec.io import atomic_write_bytes, atomic_write_json, npy_bytes
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 RESULT_FORMAT = "h2rec-eval-result-v1"
+DEFAULT_SCORE_BUDGET = 2**26
+"""Scores per evaluation batch (256 MiB of float32): 1024 users up to 65k items, 67 users at 1M."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +170,8 @@ class Evaluator:
     splits short/long users; ``exclude_history`` removes every earlier item of the user (whole
     history, not only the max_len window) from full ranking, never the target itself; for
     sampled protocols it changes nothing, as negatives never include the user's items.
+    ``batch_size`` (users) and ``score_budget`` (scores, default `DEFAULT_SCORE_BUDGET`) bound a
+    batch; see `rows_per_batch`. Neither changes any rank.
     """
 
     def __init__(
@@ -178,6 +186,7 @@ class Evaluator:
         negatives_seed: int = 0,
         max_len: int = 50,
         batch_size: int = 1024,
+        score_budget: int = DEFAULT_SCORE_BUDGET,
         head_fraction: float = 0.2,
         head_threshold: int | None = None,
         popularity: PopularitySource = "train",
@@ -201,6 +210,9 @@ class Evaluator:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
+        if score_budget < 1:
+            raise ValueError(f"score_budget must be >= 1, got {score_budget}")
+        self.score_budget = int(score_budget)
         self.max_len = int(max_len)
         self.min_history = int(min_history)
         self.device = torch.device(device)
@@ -243,11 +255,32 @@ class Evaluator:
     def n_users(self) -> int:
         return len(self.examples)
 
-    def candidates(self) -> np.ndarray | None:
-        """[U, 1 + N] candidate ids (target first) for sampled protocols, else None."""
+    @property
+    def n_candidates(self) -> int:
+        """Scores per user that `score_fn` returns: n_items + 1 (full ranking) or 1 + N."""
+        if self.protocol.sampled:
+            assert self.protocol.n_negatives is not None
+            return 1 + self.protocol.n_negatives
+        return self.dataset.n_items + 1
+
+    @property
+    def rows_per_batch(self) -> int:
+        """Users per evaluation batch: `batch_size`, capped so a batch's score matrix holds at
+        most `score_budget` scores (at least one user)."""
+        return max(1, min(self.batch_size, self.score_budget // self.n_candidates))
+
+    def candidates(self, rows: np.ndarray | None = None) -> np.ndarray | None:
+        """int64 [len(rows), 1 + N] candidate ids (target first) of example `rows` (default: all
+        users) for sampled protocols, else None. A new array on every call: ranking builds one
+        batch at a time, never the whole [U, 1 + N] matrix."""
         if self.negatives is None:
             return None
-        return np.concatenate([self.examples.targets[:, None], self.negatives], axis=1)
+        targets = self.examples.targets if rows is None else self.examples.targets[rows]
+        negatives = self.negatives if rows is None else self.negatives[rows]
+        out = np.empty((len(targets), 1 + negatives.shape[1]), dtype=np.int64)
+        out[:, 0] = targets
+        out[:, 1:] = negatives
+        return out
 
     def stamp(
         self,
@@ -283,7 +316,8 @@ class Evaluator:
         """The evaluation batches (rows of `examples`): users sorted by history length, so a score
         function may drop the columns that are padding in every row of a batch."""
         order = np.argsort(self.examples.history_lengths, kind="stable")
-        return [order[lo : lo + self.batch_size] for lo in range(0, len(order), self.batch_size)]
+        size = self.rows_per_batch
+        return [order[lo : lo + size] for lo in range(0, len(order), size)]
 
     def ranks(self, score_fn: ScoreFn, *, distributed: bool = False) -> np.ndarray:
         """0-based float64 rank of each evaluated user's target (aligned with `users`).
@@ -311,11 +345,24 @@ class Evaluator:
                     out[np.concatenate(theirs)] = part
         return out
 
+    def rank_rows(self, score_fn: ScoreFn, rows: np.ndarray) -> np.ndarray:
+        """0-based float64 ranks of the targets of example `rows` (indices into `users`), in
+        that order; scored in batches of `rows_per_batch` rows, in the order given (pass rows
+        sorted by history length to let a score function trim padding, as `ranks` does)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.ndim != 1:
+            raise ValueError(f"rows must be 1-D, got shape {rows.shape}")
+        if rows.size and (rows.min() < 0 or rows.max() >= len(self.examples)):
+            raise ValueError(f"rows must be indices in 0..{len(self.examples) - 1}")
+        size = self.rows_per_batch
+        chunks = [rows[lo : lo + size] for lo in range(0, len(rows), size)]
+        parts = self._rank_batches(score_fn, chunks)
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
+
     def _rank_batches(self, score_fn: ScoreFn, batches: list[np.ndarray]) -> list[np.ndarray]:
         """Ranks of the targets of each batch of example rows, batch after batch."""
         ex = self.examples
         n_items = self.dataset.n_items
-        candidates = self.candidates()
         uniform = None
         if self.tie == "random":  # drawn for every user, so a user's draw is the same anywhere
             gen = torch.Generator().manual_seed(self.tie_seed)
@@ -326,7 +373,8 @@ class Evaluator:
                 # Copies: a score function that writes into its inputs cannot corrupt ours.
                 hist = torch.tensor(ex.histories[rows], dtype=torch.long, device=self.device)
                 u = None if uniform is None else uniform[torch.from_numpy(rows)]
-                if candidates is None:
+                cand_np = self.candidates(rows)
+                if cand_np is None:
                     scores = torch.as_tensor(score_fn(hist, None))
                     if scores.shape != (len(rows), n_items + 1):
                         raise ValueError(
@@ -339,7 +387,7 @@ class Evaluator:
                     targets = torch.from_numpy(ex.targets[rows])
                     r = rank_full(scores, targets, tie=self.tie, exclude=exclude, tie_uniform=u)
                 else:
-                    cand = torch.tensor(candidates[rows], dtype=torch.long, device=self.device)
+                    cand = torch.from_numpy(cand_np).to(self.device)  # a fresh array per batch
                     scores = torch.as_tensor(score_fn(hist, cand))
                     if scores.shape != cand.shape:
                         raise ValueError(
@@ -347,6 +395,9 @@ class Evaluator:
                             f"expected {tuple(cand.shape)} (one score per candidate, target first)"
                         )
                     r = rank_sampled(scores, tie=self.tie, tie_uniform=u)
+                # Freed now, not when the next batch's scores replace them: one batch of scores
+                # is alive at a time, not two.
+                del scores
                 out.append(r.cpu().numpy())
         return out
 

@@ -119,9 +119,12 @@ class SequentialModel(nn.Module):
         user = self.user_repr(seqs)
         if candidates is None:
             logits = self.score_all(user)
-            return logits.index_fill(
-                1, torch.zeros(1, dtype=torch.long, device=logits.device), -math.inf
-            )
+            pad = torch.zeros(1, dtype=torch.long, device=logits.device)
+            if logits.requires_grad:  # keep autograd's graph out of in-place territory
+                return logits.index_fill(1, pad, -math.inf)
+            # Evaluation (no_grad): fill in place, not a second [B, n_items + 1] matrix.
+            # `score_all` returns a new tensor (a product, never a stored table or a view of one).
+            return logits.index_fill_(1, pad, -math.inf)
         logits = self.score_items(user, candidates)
         return logits.masked_fill(candidates == 0, -math.inf)
 

@@ -138,7 +138,10 @@ class PositiveSets(torch.nn.Module):
                 raise ValueError(f"p={self.p} exceeds the number of code levels L={self.n_levels}")
             if (c[1:] < 0).any():
                 raise ValueError("codes of real items (rows 1..n_items) must be non-negative")
-            self._codes_np = c
+            # An owned copy: the torch buffer below shares its memory, so it must not be the
+            # caller's array (which the caller may change).
+            self._codes_np = np.array(c, dtype=np.int64, copy=True)
+            c = self._codes_np
             if code_match == "prefix":
                 # Group ids over real items only; padding keeps -1 so it matches nothing.
                 _, inverse = np.unique(c[1:, : self.p], axis=0, return_inverse=True)
@@ -166,26 +169,45 @@ class PositiveSets(torch.nn.Module):
             if span.size and (span.min() < 1 or span.max() > self.n_items):
                 raise ValueError(f"train_items must be item ids in 1..{self.n_items}")
             keys = _cooccurrence_keys(offsets, items, self.n_items, self.window)
-        self._keys_np = keys
+        # CSR rows of the sorted unique keys: indptr by binary search (no per-key temporary),
+        # indices = keys % base written over the keys themselves, which are then not kept.
         base = self.n_items + 1
-        self._indptr = np.concatenate(
-            [[0], np.cumsum(np.bincount(keys // base, minlength=base))]
-        ).astype(np.int64)
-        self._indices = keys % base
-
-        self.register_buffer("group_ids", torch.from_numpy(self._group_np.copy()), persistent=False)
-        self.register_buffer("codes", torch.from_numpy(self._codes_np.copy()), persistent=False)
-        self.register_buffer("cooc_indptr", torch.from_numpy(self._indptr.copy()), persistent=False)
-        self.register_buffer(
-            "cooc_indices", torch.from_numpy(self._indices.copy()), persistent=False
+        self._indptr = np.searchsorted(keys, np.arange(base + 1, dtype=np.int64) * base).astype(
+            np.int64, copy=False
         )
+        self._indices = np.remainder(keys, base, out=keys)
+
+        # The buffers SHARE the numpy arrays' memory (each array is owned here and never
+        # written), so on CPU every lookup table is held once; `.to(device)` replaces a buffer by
+        # a device copy and leaves the numpy array, which `positive_set` and `stats` read.
+        for name, arr in (
+            ("group_ids", self._group_np),
+            ("codes", self._codes_np),
+            ("cooc_indptr", self._indptr),
+            ("cooc_indices", self._indices),
+        ):
+            self.register_buffer(name, torch.from_numpy(arr), persistent=False)
         self.build_seconds = time.perf_counter() - t0
 
     def extra_repr(self) -> str:
         """Summary for ``print(model)``."""
         code = f"p={self.p}, code_match={self.code_match!r}" if self.use_codes else "codes=off"
         cooc = f"window={self.window}" if self.use_cooccurrence else "cooccurrence=off"
-        return f"n_items={self.n_items}, {code}, {cooc}, cooc_keys={self._keys_np.size}"
+        return f"n_items={self.n_items}, {code}, {cooc}, cooc_keys={self._indices.size}"
+
+    def memory_bytes(self) -> dict[str, int]:
+        """Bytes of the lookup tables: ``numpy`` arrays, torch ``buffers``, and ``held``, what
+        they take together (a buffer that shares a numpy array's memory is counted once)."""
+        arrays = (self._group_np, self._codes_np, self._indptr, self._indices)
+        ptrs = {a.ctypes.data for a in arrays if a.nbytes}
+        numpy_bytes = sum(int(a.nbytes) for a in arrays)
+        buffers = [b.numel() * b.element_size() for b in self.buffers()]
+        own = [
+            n
+            for n, b in zip(buffers, self.buffers(), strict=True)
+            if not (b.device.type == "cpu" and b.data_ptr() in ptrs)
+        ]
+        return {"numpy": numpy_bytes, "buffers": sum(buffers), "held": numpy_bytes + sum(own)}
 
     # ------------------------------------------------------------------------------------
     def mask(self, anchors: Tensor, others: Tensor) -> Tensor:
@@ -308,7 +330,8 @@ class PositiveSets(torch.nn.Module):
         n = self.n_items
         base = n + 1
         code = self._code_sizes()
-        rows, cols = self._keys_np // base, self._keys_np % base
+        rows = np.repeat(np.arange(base, dtype=np.int64), np.diff(self._indptr))
+        cols = self._indices
         off_diag = rows != cols
         cooc = np.bincount(rows[off_diag], minlength=base)[1:]
         overlap = np.zeros(n, dtype=np.int64)
