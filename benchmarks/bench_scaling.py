@@ -118,9 +118,8 @@ def projected_gb(stage: str, items: int, inter: int, batch: int) -> float:
     moments, 4 x d floats per item; H2Rec also its positive sets, about 3 directed
     co-occurrence keys per interaction held in three int64 arrays, and its cached (L + 1) d
     scoring table), plus the larger of the two evaluations, which do not overlap: full ranking
-    (one batch of scores, its out-of-place copy and comparison mask; the examples' [users, 50]
-    int64 temporaries) or uni100 (the stored [users, 100] int64 negatives, their per-user copy
-    and the [users, 101] candidate matrix).
+    (one batch of scores and its comparison mask; the examples' [users, 50] int64 temporaries)
+    or uni100 (the stored [users, 100] negatives, int64 in files drawn before int32 storage).
     """
     users = inter / 10.8
     if stage == "data":
@@ -303,14 +302,7 @@ def model_worker(
     positives = getattr(tr.model, "positives", None)
     if positives is not None:
         stats = positives.stats()
-        buf = sum(b.numel() * b.element_size() for b in positives.buffers())
-        arrays = (
-            positives._keys_np,
-            positives._indptr,
-            positives._indices,
-            positives._codes_np,
-            positives._group_np,
-        )
+        held = positives.memory_bytes()
         out["positives"] = {
             "build_s": positives.build_seconds,
             "cooc_pairs": stats["n_cooc_pairs"],
@@ -318,8 +310,9 @@ def model_worker(
             "cooc_mean": stats["cooc_mean"],
             "total_mean": stats["total_mean"],
             "total_max": stats["total_max"],
-            "buffer_bytes": buf,
-            "numpy_bytes": int(sum(a.nbytes for a in arrays)),
+            "buffer_bytes": held["buffers"],
+            "numpy_bytes": held["numpy"],
+            "held_bytes": held["held"],
         }
 
     # ---- training: the steps of Trainer._train_epoch, timed in three parts ----
@@ -402,26 +395,22 @@ def model_worker(
                     "s": res.seconds, "ndcg10": res.overall["NDCG@10"]}  # fmt: skip
         rows = np.random.default_rng(0).choice(n_users, size=eval_users, replace=False)
         rows = rows[np.argsort(evaluator.examples.history_lengths[rows], kind="stable")]
-        size = evaluator.batch_size
-        chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
-        # One-off costs are counted once, not per user: the first chunk carries the cached
-        # scoring table (H2Rec) and the candidate matrix that every ranking call concatenates
-        # (sampled protocols); that concatenation is timed alone and taken off the other chunks.
+        size = evaluator.rows_per_batch
+        # One-off costs are counted once, not per user: the first batch carries the cached
+        # scoring table (H2Rec), so it is timed apart and the other batches are extrapolated.
         t1 = time.perf_counter()
-        evaluator._rank_batches(tr.score_fn, chunks[:1])
+        evaluator.rank_rows(tr.score_fn, rows[:size])
         t2 = time.perf_counter()
-        evaluator._rank_batches(tr.score_fn, chunks[1:])
+        evaluator.rank_rows(tr.score_fn, rows[size:])
         t3 = time.perf_counter()
-        evaluator.candidates()
-        once = time.perf_counter() - t3
-        first, rest = t2 - t1, max(0.0, t3 - t2 - once)
-        n_first = len(chunks[0])
-        if len(chunks) > 1:
+        first, rest = t2 - t1, t3 - t2
+        n_first = min(size, len(rows))
+        if len(rows) > n_first:
             s = first + rest / (eval_users - n_first) * (n_users - n_first)
-        else:  # a single chunk: only the concatenation is known to be one-off
-            s = once + max(0.0, first - once) / n_first * n_users
-        return {"users": n_users, "measured_users": eval_users, "measured_s": t2 - t1 + rest,
-                "first_chunk_s": first, "candidates_concat_s": once, "s": s}  # fmt: skip
+        else:
+            s = first / n_first * n_users
+        return {"users": n_users, "measured_users": eval_users, "measured_s": first + rest,
+                "first_chunk_s": first, "s": s}  # fmt: skip
 
     out["eval_full"] = {**timed_eval("full"), "batch": batch_eval}
     mark("eval_full")
