@@ -425,6 +425,31 @@ def test_forward_and_scores_equal_eq_2_to_9_by_hand(backbone: str, sid_fusion: s
         np.testing.assert_allclose(block, np.tile(u_sid[0] / n_levels, (n_levels, 1)), atol=1e-6)
 
 
+@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("shape", list(CODE_SHAPES))
+def test_inference_scores_per_codeword_equal_the_wide_product(backbone: str, shape: str) -> None:
+    """Eval-mode `score_all` sums per-codeword scores with an embedding bag; training's path is
+    the (G+1)d-wide product q W^T. Both must give the same scores for every item, and training
+    must keep a linear `full_scoring` (the chunked CE path)."""
+    data = make_data(CODE_SHAPES[shape])
+    model = make(data, backbone=backbone).eval()
+    perturb_fusion(model)
+    x = seqs()
+    with torch.no_grad():
+        user = model.user_repr(x)
+        fast = model.score_all(user)
+        fast_catalogue = model.score_all(user, catalogue_only=True)
+    wide = user @ model.item_weights().t()  # grad enabled: the base path's table
+    torch.testing.assert_close(fast, wide.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast_catalogue, fast[:, 1:], rtol=0, atol=1e-6)
+    with torch.enable_grad():
+        linear = model.train().full_scoring(user)
+    assert linear is not None
+    u, table, bias = linear
+    assert bias is None and table.shape == (N_ITEMS, user.shape[1])
+    torch.testing.assert_close((u @ table.t()).detach(), fast[:, 1:], rtol=1e-5, atol=1e-5)
+
+
 # -- 5. cross attention (Eq. 4-5) by hand ------------------------------------------------------
 def cross_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(4)
