@@ -140,6 +140,23 @@ def test_torchrun_two_cpu_processes(tmp_path, ddp_ds) -> None:
     best = next(r for r in _metrics(run) if r["epoch"] == summary["best_epoch"])
     assert trainer.evaluate("valid", "full").overall == best["valid"]
 
+    # (5) `h2rec evaluate` under torchrun: sharded ranks gathered exactly, written once by rank 0
+    launcher = [
+        f"--master_port={_free_port()}" if a.startswith("--master_port=") else a
+        for a in cmd[: cmd.index("-q") + 1]
+    ]
+    cmd_eval = [*launcher, "evaluate", str(run), "--protocol", "full,uni100", "--split", "valid"]
+    proc = subprocess.run(
+        cmd_eval, env=_child_env(), capture_output=True, text=True, timeout=TIMEOUT_S, check=False
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert proc.stdout.count("NDCG@10") == 2  # one table per protocol, printed by rank 0 only
+    for protocol in ("full", "uni100"):
+        one = trainer.evaluate("valid", protocol)
+        np.testing.assert_array_equal(
+            one.ranks, np.load(run / "results" / f"valid-{protocol}.ranks.npy")
+        )
+
 
 def _worker(rank: int, port: int, data: str, runs: str, out: str) -> None:
     """One of two spawned ranks: an uninterrupted run, an interrupted and resumed one, and a

@@ -286,22 +286,39 @@ def evaluate(
         bool | None, typer.Option(help="full ranking: drop the user's own items")
     ] = None,
 ) -> None:
-    """Re-evaluate a trained run's best weights under one or more protocols."""
+    """Re-evaluate a trained run's best weights under one or more protocols.
+
+    Under torchrun every process ranks a share of the users and all get the gathered ranks (the
+    same as one process computes); rank 0 alone writes the results and prints them.
+    """
     from h2rec.evaluation import render_results
+    from h2rec.training import distributed as ddp
     from h2rec.training import load_run
 
-    cfg, trainer = _run(load_run, run_dir)
-    updates = {
-        k: v for k, v in {"tie": tie, "exclude_history": exclude_history}.items() if v is not None
-    }
-    if updates:
-        trainer.cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update=updates)})
+    world = ddp.env_world()
+    if not world.main:
+        logging.getLogger().setLevel(logging.WARNING)
+        set_progress(False)
     results = []
-    for p in [x.strip() for x in protocol.split(",") if x.strip()]:
-        res = _run(trainer.evaluate, split, p)
-        suffix = "".join(f"-{k}={v}" for k, v in sorted(updates.items()))
-        res.save(Path(run_dir) / "results" / f"{split}-{p}{suffix}.json")
-        results.append(res)
+    try:
+        cfg, trainer = _run(load_run, run_dir)
+        updates = {
+            k: v
+            for k, v in {"tie": tie, "exclude_history": exclude_history}.items()
+            if v is not None
+        }
+        if updates:
+            trainer.cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update=updates)})
+        for p in [x.strip() for x in protocol.split(",") if x.strip()]:
+            res = _run(trainer.evaluate, split, p)
+            suffix = "".join(f"-{k}={v}" for k, v in sorted(updates.items()))
+            if world.main:
+                res.save(Path(run_dir) / "results" / f"{split}-{p}{suffix}.json")
+            results.append(res)
+    finally:
+        ddp.cleanup()
+    if not world.main:
+        return
     for res in results:
         for table in render_results([res]):
             console.print(table)
