@@ -55,6 +55,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from h2rec.io import atomic_write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / "benchmarks" / ".venv-recbole"
 DRIVER = ROOT / "benchmarks" / "recbole_driver.py"
@@ -439,15 +441,6 @@ def targets_met(res: dict[str, Any]) -> dict[str, bool | None]:
     if "rss" in q:
         met["rss"] = q["rss"] <= TARGETS["rss_ratio_max"]
     return met
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp-")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)
 
 
 def main() -> int:

@@ -72,6 +72,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from h2rec.io import atomic_write_bytes, atomic_write_json
+
 ITEMS = (10_000, 100_000, 1_000_000)
 INTERACTIONS = (100_000, 1_000_000, 10_000_000)
 QUICK_ITEMS = (1_000, 3_000)
@@ -424,13 +426,6 @@ def model_worker(
 
 
 # ---- parent -------------------------------------------------------------------------------------
-def atomic_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def run_worker(args: argparse.Namespace, extra: list[str], log: Path) -> dict[str, Any]:
     """Run this file as a worker subprocess; its last stdout line is the JSON result."""
     env = dict(os.environ)
@@ -521,12 +516,12 @@ def main_parent(args: argparse.Namespace) -> None:
             print(f"[{key}] data stage (projected peak {gb:.1f} GB) ...", flush=True)
             if gb > args.max_gb:
                 cell["data"] = {"skipped": f"projected {gb:.1f} GB > {args.max_gb} GB"}
-                atomic_json(out, results)
+                atomic_write_json(out, results)
                 continue
             extra = ["--worker", "data", "--cell", str(items), str(inter), "--work-dir", str(work)]
             cell["data"] = {**run_worker(args, extra, log), "projected_gb": gb}
             results["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
-            atomic_json(out, results)
+            atomic_write_json(out, results)
             print_data(key, cell["data"])
             if not done(cell["data"]):
                 continue
@@ -535,7 +530,7 @@ def main_parent(args: argparse.Namespace) -> None:
             print(f"[{key}] {model} (projected peak {gb:.1f} GB) ...", flush=True)
             if gb > args.max_gb:
                 cell["models"][model] = {"skipped": f"projected {gb:.1f} GB > {args.max_gb} GB"}
-                atomic_json(out, results)
+                atomic_write_json(out, results)
                 continue
             extra = ["--worker", model, "--work-dir", str(work), "--eval-batch", str(batch)]
             extra += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
@@ -543,12 +538,12 @@ def main_parent(args: argparse.Namespace) -> None:
             res = run_worker(args, extra, log)
             cell["models"][model] = {**res, "projected_gb": gb}
             results["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
-            atomic_json(out, results)
+            atomic_write_json(out, results)
             print_model(key, model, res)
         if not args.keep_data and all(done(cell["models"].get(m)) for m in args.models):
             shutil.rmtree(work, ignore_errors=True)
     report(results, args.models)
-    atomic_json(out, results)
+    atomic_write_json(out, results)
     if args.plot is not False:
         png = Path(args.plot) if args.plot else out.with_suffix(".png")
         plot(results, args.models, png)
@@ -720,10 +715,7 @@ def plot(results: dict[str, Any], models: list[str], png: Path) -> None:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(f".{png.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, png)
+    atomic_write_bytes(png, buf.getvalue())
 
 
 def main() -> None:
