@@ -272,7 +272,7 @@ def _recording(fn, sizes: list[int]):
 def test_rows_per_batch_is_capped_by_the_score_budget() -> None:
     ds = random_dataset(20, n_users=50, n_items=35)
     width = ds.n_items + 1
-    assert Evaluator(ds).rows_per_batch == 1024  # 2**26 // width is far above the batch size
+    assert Evaluator(ds).rows_per_batch == 256  # 2**26 // width is far above the batch size
     assert Evaluator(ds, batch_size=8).rows_per_batch == 8
     assert Evaluator(ds, score_budget=3 * width + width - 1).rows_per_batch == 3
     assert Evaluator(ds, score_budget=width - 1).rows_per_batch == 1  # never zero users

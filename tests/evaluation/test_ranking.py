@@ -6,18 +6,26 @@ import torch
 from h2rec.evaluation import ranking
 
 
-@pytest.fixture(params=["numpy", "torch"])
+@pytest.fixture(params=["numpy", "numpy-items-major", "torch"])
 def backend(request: pytest.FixtureRequest) -> str:
-    """Every test runs on both counting back-ends (numpy on CPU, torch on accelerators)."""
+    """Every test runs on both counting back-ends (numpy on CPU, torch on accelerators), and on
+    numpy with items-major full-ranking scores (the transposed view CPU scorers return)."""
     return request.param
 
 
-def rank_full(*args, backend: str, **kw):
-    return ranking.rank_full(*args, backend=backend, **kw)
+def items_major(scores: torch.Tensor) -> torch.Tensor:
+    """The same values as a transposed view of a contiguous [n_items + 1, B] tensor."""
+    return scores.t().contiguous().t()
+
+
+def rank_full(scores, *args, backend: str, **kw):
+    if backend == "numpy-items-major":
+        return ranking.rank_full(items_major(scores), *args, backend="numpy", **kw)
+    return ranking.rank_full(scores, *args, backend=backend, **kw)
 
 
 def rank_sampled(*args, backend: str, **kw):
-    return ranking.rank_sampled(*args, backend=backend, **kw)
+    return ranking.rank_sampled(*args, backend=backend.removesuffix("-items-major"), **kw)
 
 
 def full(scores: list[list[float]]) -> torch.Tensor:
@@ -147,6 +155,37 @@ def test_backends_agree_on_random_tied_scores() -> None:
             ranking.rank_sampled(scores, backend="numpy", **kw),
             ranking.rank_sampled(scores, backend="torch", **kw),
         )
+
+
+def brute_rank(scores: list[list[float]], target: int, exclude: set[int], tie: str) -> float:
+    """One user's rank by a loop over the candidates (items 1.., minus `exclude`, target kept)."""
+    row = scores[target]
+    others = [s for item, s in enumerate(scores) if item not in (0, target) and item not in exclude]
+    above = sum(s > row for s in others)
+    tied = sum(s == row for s in others)
+    return {"pessimistic": above + tied, "optimistic": above, "mean": above + tied / 2}[tie]
+
+
+@pytest.mark.parametrize("tie", ["pessimistic", "optimistic", "mean"])
+def test_items_major_scores_rank_like_a_loop_over_candidates(tie: str) -> None:
+    """Items-major scores (a transposed view) with ties and exclusions: each user's rank equals a
+    plain loop's, and the row-major array's."""
+    gen = torch.Generator().manual_seed(1)
+    table = torch.randint(0, 4, (31, 9), generator=gen).to(torch.float32)  # [items + 1, users]
+    scores = table.t()  # the view dot_all returns on CPU
+    assert not scores.is_contiguous()
+    targets = torch.randint(1, 31, (9,), generator=gen)
+    exclude = torch.randint(0, 31, (9, 5), generator=gen)
+    got = ranking.rank_full(scores, targets, tie=tie, exclude=exclude, backend="numpy")
+    want = [
+        brute_rank(table[:, u].tolist(), int(targets[u]), set(exclude[u].tolist()) - {0}, tie)
+        for u in range(9)
+    ]
+    assert got.tolist() == want
+    row_major = ranking.rank_full(
+        scores.contiguous(), targets, tie=tie, exclude=exclude, backend="numpy"
+    )
+    assert torch.equal(got, row_major)
 
 
 def test_nan_check_is_exact_with_infinities(backend: str) -> None:

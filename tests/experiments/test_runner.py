@@ -109,6 +109,11 @@ def test_run_skips_finished_cells_and_detects_stale_ones(
     del rec["config"]["deterministic"], rec["config_hash"]
     f.write_text(json.dumps(rec))
     assert {s.state for s in status(spec)} == {"done"}
+    # ... and so does one evaluated in batches of another size (1024 was the old default):
+    # the batch size never changes a rank
+    rec["config"]["eval"]["batch_size"] = 1024
+    f.write_text(json.dumps(rec))
+    assert {s.state for s in status(spec)} == {"done"}
     # changing the grid's shared settings makes the cells stale; they rerun only when asked
     spec2 = _spec(
         tmp_path,

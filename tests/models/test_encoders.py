@@ -12,6 +12,7 @@ from h2rec.models.parts.encoders import (
     SASRecEncoder,
     attention_mask,
     encode_full_and_last,
+    encode_last,
 )
 
 D = 16
@@ -171,3 +172,28 @@ def test_full_and_last_gradients_match_the_full_pass(table: nn.Embedding) -> Non
 
     for a, b in zip(grads(True), grads(False), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "sasrec_noncausal", "bert4rec", "gru4rec"])
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_last_equals_the_full_pass_at_the_last_slot(
+    name: str, n_layers: int, table: nn.Embedding
+) -> None:
+    """Scoring reads the last slot only (`encode_last`): the full pass's values, for short,
+    full-length and fully padded rows, with one layer (only the query side is trimmed) or two."""
+    torch.manual_seed(5)
+    encoder = {
+        "sasrec": lambda: SASRecEncoder(D, n_layers=n_layers, n_heads=2, max_len=20),
+        "sasrec_noncausal": lambda: SASRecEncoder(D, n_layers=n_layers, max_len=20, causal=False),
+        "bert4rec": lambda: BERT4RecEncoder(D, n_layers=n_layers, max_len=20),
+        "gru4rec": lambda: GRU4RecEncoder(D, n_layers=n_layers),
+    }[name]().eval()
+    seqs = torch.cat(
+        [left_pad([3, 4, 5], 8), left_pad([1, 2, 3, 4, 5, 6, 7, 8], 8), left_pad([], 8)]
+    )
+    emb, mask = table(seqs), seqs != 0
+    with torch.no_grad():
+        reference = encoder(emb, mask)[:, -1]
+        last = encode_last(encoder, emb, mask)
+    assert last.shape == (3, D)
+    torch.testing.assert_close(last, reference, rtol=0, atol=1e-6)

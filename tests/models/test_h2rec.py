@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from h2rec.errors import ConfigError
-from h2rec.models import ClozeObjective, NextItemObjective, build_model
+from h2rec.models import BERT4Rec, ClozeObjective, NextItemObjective, build_model
 from h2rec.models.companions import pca_item_vectors
 from h2rec.models.h2rec import H2Rec
 from h2rec.models.h2rec.alignment import (
@@ -448,6 +448,20 @@ def test_inference_scores_per_codeword_equal_the_wide_product(backbone: str, sha
     u, table, bias = linear
     assert bias is None and table.shape == (N_ITEMS, user.shape[1])
     torch.testing.assert_close((u @ table.t()).detach(), fast[:, 1:], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_user_vector_is_the_full_pass_at_the_last_slot(backbone: str) -> None:
+    """Scoring runs both encoders' final layer at the last slot only; the user vector must be
+    the full forward pass's last slot (after BERT4Rec's appended [MASK])."""
+    model = make(backbone=backbone).eval()
+    perturb_fusion(model)
+    x = seqs()
+    query = BERT4Rec.append_mask(model, x) if backbone == "bert4rec" else x  # type: ignore[arg-type]
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model.user_repr(x), model.hidden(query)[:, -1], rtol=1e-5, atol=1e-6
+        )
 
 
 # -- 5. cross attention (Eq. 4-5) by hand ------------------------------------------------------

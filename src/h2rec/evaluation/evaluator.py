@@ -185,7 +185,7 @@ class Evaluator:
         exclude_history: bool = False,
         negatives_seed: int = 0,
         max_len: int = 50,
-        batch_size: int = 1024,
+        batch_size: int = 256,
         score_budget: int = DEFAULT_SCORE_BUDGET,
         head_fraction: float = 0.2,
         head_threshold: int | None = None,

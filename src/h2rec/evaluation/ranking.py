@@ -147,19 +147,36 @@ def rank_full(
         s = _as_numpy(scores)
         tg = targets.numpy()
         rows = np.arange(bsz)
-        t = s[rows, tg][:, None]
         dr = None if drop_rows is None else drop_rows.numpy()
         di = None if drop_items is None else drop_items.numpy()
+        if s.T.flags.c_contiguous and not s.flags.c_contiguous:
+            # Items-major scores (the transposed view `parts.scorers.dot_all` returns on CPU):
+            # compare and count down the columns of the contiguous [n_items + 1, B] array, which
+            # reads memory in order (counting along rows of the view would stride through it).
+            st = s.T
+            t_row = st[tg, rows][None, :]
 
-        def count_np(better: np.ndarray) -> torch.Tensor:
-            better[:, 0] = False  # padding
-            better[rows, tg] = False  # the target is not one of the OTHER candidates
-            if dr is not None:
-                better[dr, di] = False
-            return torch.from_numpy(np.count_nonzero(better, axis=1).astype(np.int64))
+            def count_np(better: np.ndarray) -> torch.Tensor:
+                better[0, :] = False  # padding
+                better[tg, rows] = False  # the target is not one of the OTHER candidates
+                if dr is not None:
+                    better[di, dr] = False
+                return torch.from_numpy(np.count_nonzero(better, axis=0).astype(np.int64))
 
-        above = count_np(s > t) if need_gt else None
-        above_or_tied = count_np(s >= t) if need_ge else None
+            above = count_np(st > t_row) if need_gt else None
+            above_or_tied = count_np(st >= t_row) if need_ge else None
+        else:
+            t = s[rows, tg][:, None]
+
+            def count_np(better: np.ndarray) -> torch.Tensor:
+                better[:, 0] = False  # padding
+                better[rows, tg] = False  # the target is not one of the OTHER candidates
+                if dr is not None:
+                    better[dr, di] = False
+                return torch.from_numpy(np.count_nonzero(better, axis=1).astype(np.int64))
+
+            above = count_np(s > t) if need_gt else None
+            above_or_tied = count_np(s >= t) if need_ge else None
     else:
         rows_t = torch.arange(bsz, device=scores.device)
         target_score = scores[rows_t, targets].unsqueeze(1)

@@ -228,9 +228,15 @@ IDENTITY_EXEMPT = ("runs_dir", "name", "threads")  # where a run is stored / how
 
 def config_identity(cfg: Any) -> dict[str, Any]:
     """What a validated training config trains: its explicitly set values only (a field added to
-    TrainConfig later, at its default, changes nothing), minus storage place and thread count."""
+    TrainConfig later, at its default, changes nothing), minus storage place, thread count and
+    evaluation batch size."""
     data = cfg.model_dump(mode="json", exclude_defaults=True)
-    return {k: v for k, v in data.items() if k not in IDENTITY_EXEMPT}
+    out = {k: v for k, v in data.items() if k not in IDENTITY_EXEMPT}
+    if isinstance(out.get("eval"), dict):  # users per evaluation batch: never changes a rank
+        out["eval"] = {k: v for k, v in out["eval"].items() if k != "batch_size"}
+        if not out["eval"]:
+            del out["eval"]
+    return out
 
 
 def config_hash(cfg: Any) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from h2rec.models.parts.encoders import encode_last
 from h2rec.models.parts.items import ItemRepresentation
 from h2rec.models.parts.scorers import DotScorer, dot_all, dot_items
 
@@ -165,6 +166,15 @@ class ComposedModel(SequentialModel):
         if seqs.dim() != 2:
             raise ValueError(f"expected item sequences [B, L], got shape {tuple(seqs.shape)}")
         return self.encoder(self.input_embeddings(seqs), seqs != 0)
+
+    def user_repr(self, seqs: Tensor) -> Tensor:
+        """`hidden(seqs)[:, -1]`, with the encoder's last layer run at the last slot only
+        (`parts.encoders.encode_last`); a subclass that redefines `hidden` keeps its own path."""
+        if _overrides(self, "hidden", ComposedModel):
+            return super().user_repr(seqs)
+        if seqs.dim() != 2:
+            raise ValueError(f"expected item sequences [B, L], got shape {tuple(seqs.shape)}")
+        return encode_last(self.encoder, self.input_embeddings(seqs), seqs != 0)
 
     def item_weights(self) -> Tensor:
         return self.items.weight_for_scoring()

@@ -103,7 +103,7 @@ class BERT4Rec(ComposedModel):
 
     def user_repr(self, seqs: Tensor) -> Tensor:
         """The output at an appended [MASK]: BERT4Rec's test-time query for the next item."""
-        return self.hidden(self.append_mask(seqs))[:, -1]
+        return ComposedModel.user_repr(self, self.append_mask(seqs))
 
 
 class MostPop(SequentialModel):

@@ -59,7 +59,9 @@ class EvalSection(StrictModel):
     tie: Literal["pessimistic", "optimistic", "mean", "random"] = "pessimistic"
     exclude_history: bool = False
     negatives_seed: int = 0  # sampled protocols: the stored candidate draw
-    batch_size: int = Field(1024, gt=0)
+    # users per evaluation batch; never changes a rank. 256 measured fastest on 2 CPU cores for
+    # Beauty's 12k items (1024: up to 1.4x slower); a GPU may prefer larger batches.
+    batch_size: int = Field(256, gt=0)
 
 
 class TrainConfig(StrictModel):

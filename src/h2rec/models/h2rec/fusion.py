@@ -73,7 +73,8 @@ class GranularityCrossAttention(nn.Module):
     shared by the levels (Eq. 4), single head, scale sqrt(d). A query attends to real keys at or
     before its own slot when `causal` (so no position sees later items), to all real keys
     otherwise (bidirectional backbones). All levels share one query, so the G attentions are two
-    batched products: Q [K_1..K_G]^T, then the alpha-scaled weights times [V_1..V_G].
+    batched products: Q [K_1..K_G]^T, then the alpha-scaled weights times [V_1..V_G]. (One fused
+    `scaled_dot_product_attention` call with the levels as heads measured 10-20% slower on CPU.)
 
     `query="sid"` is the reference code's reversal (each SID level queries the HID sequence);
     `residual=False` drops Eq. 5's + E^hid as the reference code does. Both are compatibility
@@ -104,17 +105,20 @@ class GranularityCrossAttention(nn.Module):
         """`hid [B, L, d]`, `levels [B, L, G, d]` (E_g^1..E_g^G), `alpha [B, L|1, G]`,
         `mask [B, L]` (True = real) -> E^f `[B, L, d]` (zero at padding slots).
 
-        `keys`/`values` `[B, L, G, d]`: K_l and V_l precomputed by the caller, e.g. by projecting
-        the small code table once and gathering (`project_table`), which is G L / (codes) times
-        cheaper than projecting every slot of every level."""
+        `keys`/`values` `[B, G, L, d]` (level-major): K_l and V_l precomputed by the caller, e.g.
+        by projecting the small code table once and gathering (`project_table`), which is G L /
+        (codes) times cheaper than projecting every slot of every level. Level-major, the G
+        levels' key slots are one axis of G L without a copy (a row stride wider than d is fine
+        for the batched product)."""
         if self.query_side == "sid":
             return self._sid_query(hid, levels, alpha, mask)
         b, length, n_levels, d = levels.shape
         if keys is None or values is None:
-            keys, values = self.w_k(levels), self.w_v(levels)
+            by_level = levels.transpose(1, 2)
+            keys, values = self.w_k(by_level), self.w_v(by_level)
         q = self.w_q(hid) * self.scale  # [B, L, d]; scaling Q is L G times cheaper than Q K^T
-        k = keys.permute(0, 2, 1, 3).reshape(b, n_levels * length, d)  # level-major key slots
-        v = values.permute(0, 2, 1, 3).reshape(b, n_levels * length, d)
+        k = keys.reshape(b, n_levels * length, d)  # level-major key slots (a view)
+        v = values.reshape(b, n_levels * length, d)
         scores = torch.bmm(q, k.transpose(1, 2)).view(b, length, n_levels, length).float()
         allowed = attention_mask(mask, self.causal)[:, 0]  # [B, L, L]
         # in place: bmm's backward needs its inputs, not its output

@@ -41,7 +41,7 @@ from h2rec.models.h2rec.fusion import GranularityCrossAttention, GranularityFusi
 from h2rec.models.h2rec.positives import PositiveSets
 from h2rec.models.inputs import ModelInputs
 from h2rec.models.parts.cache import TensorCache, no_grad_eval
-from h2rec.models.parts.encoders import build_encoder, encode_full_and_last
+from h2rec.models.parts.encoders import build_encoder, encode_full_and_last, encode_last
 from h2rec.models.parts.items import HashItemEmbedding
 from h2rec.models.parts.pca import pca_item_vectors
 from h2rec.models.parts.scorers import dot_items
@@ -68,8 +68,8 @@ class H2RecState:
     mask: Tensor  # [B, L] real slots
     levels: Tensor  # [B, L, G, d] g^l_t
     alpha: Tensor  # [B, L|1, G] fusion weights (those used for E^sid and scoring)
-    u_sid: Tensor  # [B, L, d]
-    u_hid: Tensor  # [B, L, d]
+    u_sid: Tensor  # [B, L, d] ([B, d] from `encode(last_only=True)`)
+    u_hid: Tensor  # [B, L, d] (likewise)
     u_masked: Tensor | None = None  # [B, d] L_MSG's masked view at the last slot (training only)
 
 
@@ -128,10 +128,8 @@ class H2Rec(SequentialModel):
     def user_repr(self, seqs: Tensor) -> Tensor:
         if self.bidirectional:  # BERT4Rec: predict at an appended [MASK]
             seqs = BERT4Rec.append_mask(self, seqs)  # type: ignore[arg-type]
-        state = self.encode(seqs)  # q is built at the last slot only
-        return self.user_vectors(
-            state.u_sid[:, -1], state.u_hid[:, -1], state.alpha.expand(-1, seqs.shape[1], -1)[:, -1]
-        )
+        state = self.encode(seqs, last_only=True)  # u_sid, u_hid: [B, d], at the last slot
+        return self.user_vectors(state.u_sid, state.u_hid, state.alpha[:, -1])
 
     # -- forward ------------------------------------------------------------------------------
     def alpha(self, e_query: Tensor) -> Tensor:
@@ -154,8 +152,15 @@ class H2Rec(SequentialModel):
         return torch.where(last >= 0, filled, seqs)
 
     def _sid_input(self, levels: Tensor, weights: Tensor) -> Tensor:
-        """E^sid = sum_l w_l g^l (Eq. 3), `[B, L, d]`."""
-        return torch.einsum("blgd,blg->bld", levels, weights.expand(-1, levels.shape[1], -1))
+        """E^sid = sum_l w_l g^l (Eq. 3), `[B, L, d]`.
+
+        A sum of G scaled `[B, L, d]` slices, not an einsum: einsum copies the (possibly
+        level-major, strided) `levels` into its own layout first, which cost more than the sum."""
+        w = weights.unsqueeze(-1)  # [B, L|1, G, 1]
+        out = levels[:, :, 0] * w[:, :, 0]
+        for level in range(1, levels.shape[2]):
+            out = out + levels[:, :, level] * w[:, :, level]
+        return out
 
     def _encode_sid(self, e_sid: Tensor, mask: Tensor) -> Tensor:
         return self.sid_encoder(e_sid * self.embedding_scale, mask)
@@ -164,20 +169,25 @@ class H2Rec(SequentialModel):
         state = self.encode(seqs)
         return self.user_vectors(state.u_sid, state.u_hid, state.alpha), state
 
-    def encode(self, seqs: Tensor) -> H2RecState:
-        """Both branches over `seqs [B, L]`: alpha, u_sid and u_hid at every slot."""
+    def encode(self, seqs: Tensor, last_only: bool = False) -> H2RecState:
+        """Both branches over `seqs [B, L]`: alpha, u_sid and u_hid at every slot.
+
+        `last_only` (scoring): u_sid and u_hid are `[B, d]`, the last slot's, with each encoder's
+        final layer run at that slot only (`encode_last`); no L_MSG view is built.
+        """
         if seqs.dim() != 2:
             raise ValueError(f"expected item sequences [B, L], got shape {tuple(seqs.shape)}")
         mask = seqs != 0
         e_hid = self.hid.embed(seqs)
         keys = values = None
         if self.cross is not None and self.cfg.cross_attention_query == "hid":
-            # One gather for g^l, K_l and V_l: project the small code table, then look up rows.
+            # One gather for g^l, K_l and V_l: project the small code table, then look up rows,
+            # level-major ([B, G, L, 3d]), so K and V reach the cross attention as views.
             table = self.codes.table.weight
             k_table, v_table = self.cross.project_table(table)
-            levels, keys, values = self.codes.levels(
-                seqs, torch.cat([table, k_table, v_table], dim=1)
-            ).split(self.d, dim=-1)
+            by_level = self.codes.levels_by_level(seqs, torch.cat([table, k_table, v_table], dim=1))
+            levels_lm, keys, values = by_level.split(self.d, dim=-1)
+            levels = levels_lm.transpose(1, 2)  # [B, L, G, d], a view
         else:
             levels = self.codes.levels(seqs)
         queries = self.query_items(seqs)
@@ -187,7 +197,9 @@ class H2Rec(SequentialModel):
         )
         e_sid = self._sid_input(levels, sid_weights)
         u_masked = None
-        if self.training and self.granularity_mask is not None:
+        if last_only:
+            u_sid = encode_last(self.sid_encoder, e_sid * self.embedding_scale, mask)
+        elif self.training and self.granularity_mask is not None:
             # L_MSG's masked view shares the SID encoder call with the global view (one batch of
             # 2B sequences runs faster than two of B), and only its last slot is computed in the
             # final layer: L_MSG reads nothing else (same result; dropout draws differ).
@@ -203,7 +215,10 @@ class H2Rec(SequentialModel):
         fused = e_hid
         if self.cross is not None:
             fused = self.cross(e_hid, levels, alpha, mask, keys, values)
-        u_hid = self.hid_encoder(fused * self.embedding_scale, mask)
+        if last_only:
+            u_hid = encode_last(self.hid_encoder, fused * self.embedding_scale, mask)
+        else:
+            u_hid = self.hid_encoder(fused * self.embedding_scale, mask)
         return H2RecState(
             mask=mask, levels=levels, alpha=sid_weights, u_sid=u_sid, u_hid=u_hid, u_masked=u_masked
         )

