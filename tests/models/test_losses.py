@@ -178,11 +178,13 @@ def _grads(fn, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: igno
     [(1, 5, 1), (7, 13, 1), (7, 13, 3), (10, 4, 5), (10, 4, 10), (9, 50, 100), (33, 17, 8)],
 )
 @pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("saved_chunks", [0, 1, 4])
 def test_chunked_ce_equals_cross_entropy_and_its_gradients(
-    n: int, m: int, rows: int, with_bias: bool
+    n: int, m: int, rows: int, with_bias: bool, saved_chunks: int
 ) -> None:
     """Value and the user / weight / bias gradients against F.cross_entropy on explicit float64
-    logits, for chunks of one row, chunks not dividing N and one chunk holding everything."""
+    logits, for chunks of one row, chunks not dividing N and one chunk holding everything; with
+    every row recomputed in backward (0 saved chunks), some rows kept from forward, or all."""
     user, weight, bias, targets = _ce_problem(n, m, 6, seed=n * 100 + m)
     # the float64 reference; the chunked path computes in float32 from float32 inputs
     ref = _grads(
@@ -195,7 +197,12 @@ def test_chunked_ce_equals_cross_entropy_and_its_gradients(
     )
     got = _grads(
         lambda u, w, b: chunked_ce(
-            u, w, targets, b if with_bias else None, chunk_elements=rows * m
+            u,
+            w,
+            targets,
+            b if with_bias else None,
+            chunk_elements=rows * m,
+            saved_chunks=saved_chunks,
         ),
         user.float(),
         weight.float(),
