@@ -12,7 +12,8 @@ PY=.venv/bin/python
 export OMP_NUM_THREADS=1
 
 declare -A LANES=(
-  [anchors]="THREADS=1 scripts/anchors.sh gru4rec-beauty bert4rec-beauty"
+  [anchors]="THREADS=1 scripts/anchors.sh gru4rec-beauty"
+  [bert]="THREADS=1 scripts/anchors.sh bert4rec-beauty"
   [cmp]="$PY scripts/h2rec_comparison.py run --datasets beauty yelp --threads 1"
   [abl-yelp]="$PY scripts/h2rec_comparison.py run --datasets yelp --models 'H2Rec w/o L_CA' --seeds 42 --threads 1"
 )
