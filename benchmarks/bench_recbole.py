@@ -202,38 +202,22 @@ def h2rec_worker(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     cfg = load_config(TrainConfig, "train/sasrec-beauty-ce", [*run, *settings])
     tr = Trainer(cfg, ds)
-    tr._prepare_run_dir(resume=False, overwrite=True)
     t_model = time.perf_counter() - t0
 
-    # Trainer.fit's loop, one epoch at a time (same state, same per-epoch work: training,
-    # validation, best-weights file, resumable checkpoint), with a test pass after each epoch
-    # whose validation improved.
-    state: dict[str, Any] = {
-        "epoch": 0,
-        "global_step": 0,
-        "best_metric": None,
-        "best_epoch": None,
-        "bad_epochs": 0,
-        "stopped": False,
-        "train_seconds": 0.0,
-    }
+    # Trainer.fit's own loop (training, validation, best-weights file, resumable checkpoint per
+    # epoch); after each epoch whose validation improved, the new best model is tested apart.
     metrics = tr.run_dir / "metrics.jsonl"
     budget, target = spec["budget_seconds"], spec["target"]
     epochs: list[dict[str, Any]] = []
-    elapsed = 0.0
     best_test: dict[str, Any] | None = None
-    reached_at = reached_epoch = None
-    stop_reason = "epochs"
-    while state["epoch"] < min(cfg.epochs, spec["max_epochs"]):
-        if epochs:
-            est = statistics.median(e["wall_s"] for e in epochs)
-            if elapsed >= budget or elapsed + est > budget:
-                stop_reason = "budget"
-                break
-        t_epoch = time.perf_counter()
-        tr._train_epoch(state)
+    watch: dict[str, Any] = {"elapsed": 0.0, "reached_at": None, "reached_epoch": None}
+    watch["stop_reason"] = "epochs"
+    t_epoch = time.perf_counter()
+
+    def on_epoch(state: dict[str, Any]) -> bool:
+        nonlocal best_test, t_epoch
         wall_s = time.perf_counter() - t_epoch
-        elapsed += wall_s
+        watch["elapsed"] += wall_s
         m = json.loads(metrics.read_text().splitlines()[-1])
         improved = state["best_epoch"] == state["epoch"]
         row = {
@@ -242,12 +226,12 @@ def h2rec_worker(spec: dict[str, Any]) -> dict[str, Any]:
             "train_s": m["train_seconds"],
             "valid_s": m.get("valid_seconds"),
             "wall_s": wall_s,
-            "cum_wall_s": elapsed,
+            "cum_wall_s": watch["elapsed"],
             "valid_ndcg10": m["valid"]["NDCG@10"],
             "valid_hr10": m["valid"]["HR@10"],
             "improved": improved,
         }
-        if improved:  # the current weights are the validation-selected model
+        if improved:  # the current weights are the validation-selected model (not timed)
             t2 = time.perf_counter()
             res = tr.evaluate("test", "full")
             best_test = {
@@ -265,14 +249,25 @@ def h2rec_worker(spec: dict[str, Any]) -> dict[str, Any]:
             file=sys.stderr,
             flush=True,
         )
-        if reached_at is None and best_test is not None and best_test["ndcg10"] >= target:
-            reached_at, reached_epoch = elapsed, state["epoch"]
+        stop = False
+        if watch["reached_at"] is None and best_test is not None and best_test["ndcg10"] >= target:
+            watch["reached_at"], watch["reached_epoch"] = watch["elapsed"], state["epoch"]
             if spec["stop_at_target"]:
-                stop_reason = "target reached"
-                break
-        if state["stopped"]:
-            stop_reason = "early stopping"
-            break
+                watch["stop_reason"], stop = "target reached", True
+        if not stop and state["stopped"]:
+            watch["stop_reason"] = "early stopping"
+        elif not stop and state["epoch"] >= spec["max_epochs"]:
+            watch["stop_reason"], stop = "epochs", True
+        elif (
+            not stop and watch["elapsed"] + statistics.median(e["wall_s"] for e in epochs) > budget
+        ):
+            watch["stop_reason"], stop = "budget", True
+        t_epoch = time.perf_counter()  # the next epoch starts now: the test pass is not counted
+        return stop
+
+    tr.fit(overwrite=True, on_epoch=on_epoch)
+    reached_at, reached_epoch = watch["reached_at"], watch["reached_epoch"]
+    stop_reason = watch["stop_reason"]
 
     eval_times: list[float] = []
     final = None

@@ -68,6 +68,35 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, synth_ds) ->
     np.testing.assert_array_equal(ranks_a, ranks_b)
 
 
+def test_on_epoch_sees_every_epoch_and_can_stop_the_run(tmp_path, synth_ds) -> None:
+    """The hook gets each finished epoch's state (its best epoch agrees with the validation
+    metric in metrics.jsonl); returning True interrupts like max_epochs, and the run resumes to
+    the same end as an uninterrupted one."""
+    cfg = _cfg(tmp_path, synth_ds, "name=hooked", "epochs=3", "eval.patience=10")
+    seen: list[dict] = []
+
+    def hook(state: dict) -> bool:
+        seen.append(state)
+        state["epoch"] = -1  # a copy: the trainer's own state must not change
+        return len(seen) == 2
+
+    first = Trainer(cfg, synth_ds).fit(on_epoch=hook)
+    assert first["interrupted"] and first["epoch"] == 2
+    assert not (tmp_path / "hooked" / "summary.json").exists()  # no test pass when interrupted
+    rows = _metrics(tmp_path / "hooked")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    valid = [r["valid"]["NDCG@10"] for r in rows]
+    for k in range(2):
+        best = int(np.argmax(valid[: k + 1])) + 1  # first maximum, as the trainer keeps it
+        assert seen[k]["best_epoch"] == best
+        assert seen[k]["best_metric"] == pytest.approx(valid[best - 1])
+    resumed = Trainer(cfg, synth_ds).fit(resume=True, on_epoch=lambda st: False)
+    straight = Trainer(
+        _cfg(tmp_path, synth_ds, "name=plain", "epochs=3", "eval.patience=10"), synth_ds
+    ).fit()
+    assert resumed["summary"]["test"] == straight["summary"]["test"]
+
+
 def test_resume_accepts_a_config_saved_before_a_field_existed(tmp_path, synth_ds) -> None:
     """Adding a TrainConfig field (at its default) must not strand existing checkpoints; a real
     change of the config still refuses to resume."""

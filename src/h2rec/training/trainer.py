@@ -18,6 +18,7 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -321,11 +322,21 @@ class Trainer:
 
     # ---- training ----------------------------------------------------------------------------
     def fit(
-        self, *, resume: bool = False, overwrite: bool = False, max_epochs: int | None = None
+        self,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        max_epochs: int | None = None,
+        on_epoch: Callable[[dict[str, Any]], bool] | None = None,
     ) -> dict[str, Any]:
         """Train (or resume), select the best epoch on validation, evaluate it on test.
 
         `max_epochs` stops after that many epochs in this call (to simulate an interruption).
+        `on_epoch(state)` runs after every epoch (its validation done, its checkpoint written),
+        with a copy of the run state (`epoch`, `best_epoch`, `best_metric`, `stopped`, ...);
+        returning True ends this call there like `max_epochs` does: `{"interrupted": True, ...}`,
+        no test evaluation, the run resumable. For callers that watch a run from outside (a
+        benchmark's time to quality) without re-implementing this loop.
         Data-parallel, every rank calls this; each resumes from the same checkpoint (the run
         folder must then be on a disk every rank sees) with its own RNG state.
         """
@@ -374,6 +385,8 @@ class Trainer:
                     return {"interrupted": True, **state}
                 self._train_epoch(state)
                 done_here += 1
+                if on_epoch is not None and on_epoch(dict(state)):
+                    return {"interrupted": True, **state}
         else:
             state["stopped"] = True
         return self._finish(state)
