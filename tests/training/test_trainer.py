@@ -200,3 +200,22 @@ def test_length_buckets_pad_only_to_the_batch_longest(synth_ds) -> None:
         assert b.inputs.shape[1] == min(20, longest)  # window of min(21, longest + 1), minus target
         widths.append(b.inputs.shape[1])
     assert min(widths) < 20  # bucketing produced narrow batches
+
+
+def test_cloze_settings_reach_the_objective() -> None:
+    """`objective.last_item_prob` (and mask_ratio) from a config reach BERT4Rec's cloze
+    objective: at 1.0 every non-empty row predicts only its last item, masked."""
+    from h2rec.models import ClozeObjective, build_model
+    from h2rec.training.config import ObjectiveSection
+    from h2rec.training.trainer import build_objective
+
+    model = build_model("bert4rec", 30, hidden_size=8, max_len=6)
+    inputs = torch.tensor([[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6], [0, 0, 0, 0, 0, 9]])
+    obj = build_objective(ObjectiveSection(last_item_prob=1.0, mask_ratio=0.3), model, 30)
+    assert isinstance(obj, ClozeObjective) and obj.mask_ratio == 0.3
+    torch.manual_seed(0)
+    corrupted, labels = obj.mask(inputs, 30, 31)
+    assert (labels[:, :-1] == 0).all() and torch.equal(labels[:, -1], inputs[:, -1])
+    assert (corrupted[:, -1] == 31).all()
+    plain = build_objective(ObjectiveSection(), model, 30)
+    assert isinstance(plain, ClozeObjective) and plain.last_item_prob == 0.0

@@ -37,6 +37,9 @@ class ObjectiveSection(StrictModel):
     logq: bool = False
     positions: Literal["all", "last"] = "all"  # next-item target at every step, or last only
     mask_ratio: float = Field(0.2, gt=0, lt=1)  # cloze (BERT4Rec)
+    # cloze: this fraction of rows masks ONLY its last item (BERT4Rec's extra train/test-matching
+    # samples, LLM-ESR's doubled training set); 0 is plain BERT4Rec
+    last_item_prob: float = Field(0.0, ge=0, le=1)
 
 
 class OptimSection(StrictModel):

@@ -65,7 +65,9 @@ def build_objective(
         name=cfg.loss, num_negatives=cfg.num_negatives, gbce_t=cfg.gbce_t, logq=cfg.logq
     )
     if kind == "cloze":
-        return ClozeObjective(mask_ratio=cfg.mask_ratio, loss=loss)
+        return ClozeObjective(
+            mask_ratio=cfg.mask_ratio, loss=loss, last_item_prob=cfg.last_item_prob
+        )
     obj = NextItemObjective(loss, positions=cfg.positions)
     if cfg.logq:  # our negatives are uniform over the catalogue: q = 1 / n_items
         obj.set_log_q(torch.full((n_items + 1,), -math.log(n_items)))
