@@ -9,6 +9,8 @@ import pytest
 
 from h2rec.progress import set_progress
 
+from .synth_data import prepare_synth
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -32,24 +34,12 @@ def synth_sid_dataset(tmp_path_factory: pytest.TempPathFactory):  # type: ignore
     """A small prepared synthetic dataset (1,500 users, 400 items in 4 categories) with 64-d TF-IDF
     item vectors named "tfidf" and 3x8 RQ-KMeans SIDs named "rqk": everything a SID/text model
     needs, built offline in a few seconds and shared by the whole session."""
-    from h2rec.config import apply_overrides, read_yaml, validate
-    from h2rec.data import PrepareConfig, prepare
-    from h2rec.data.synth import SynthConfig, generate, write_recbole
     from h2rec.sid.artifacts import tokenize_dataset
     from h2rec.sid.config import TokenizerConfig
     from h2rec.text import EmbedConfig, embed_items, save_item_embeddings
 
     root = tmp_path_factory.mktemp("h2rec-synth-sid")
-    write_recbole(
-        generate(SynthConfig(n_users=1500, n_items=400, n_categories=4, seed=7)), root / "raw"
-    )
-    cfg = validate(
-        PrepareConfig,
-        apply_overrides(
-            read_yaml("data/synth"), [f"source.path={root / 'raw'}", f"output={root / 'prep'}"]
-        ),
-    )
-    ds = prepare(cfg)
+    ds = prepare_synth(root, n_users=1500, n_items=400, n_categories=4, seed=7)
     emb = embed_items(ds, EmbedConfig(kind="tfidf", tfidf={"dim": 64}), cache_dir=root / "cache")
     save_item_embeddings(emb, ds, "tfidf")
     tok = TokenizerConfig(method="rqkmeans", levels=3, codebook_size=8, seed=0)

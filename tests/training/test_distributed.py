@@ -20,10 +20,11 @@ import pytest
 import torch
 
 from h2rec.config import apply_overrides, read_yaml, validate
-from h2rec.data import PrepareConfig, load_dataset, prepare
-from h2rec.data.synth import SynthConfig, generate, write_recbole
+from h2rec.data import load_dataset
 from h2rec.training import TrainConfig, Trainer, load_run
 from h2rec.training.checkpoint import load_weights
+
+from ..synth_data import prepare_synth
 
 pytestmark = pytest.mark.skipif(
     not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
@@ -58,17 +59,9 @@ def _child_env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def ddp_ds(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ddp-synth")
-    write_recbole(
-        generate(SynthConfig(n_users=300, n_items=400, n_categories=2, seed=5)), root / "raw"
+    return prepare_synth(
+        tmp_path_factory.mktemp("ddp-synth"), n_users=300, n_items=400, n_categories=2, seed=5
     )
-    cfg = validate(
-        PrepareConfig,
-        apply_overrides(
-            read_yaml("data/synth"), [f"source.path={root / 'raw'}", f"output={root / 'prep'}"]
-        ),
-    )
-    return prepare(cfg)
 
 
 def _cfg(data: str, runs: str, *overrides: str) -> TrainConfig:

@@ -9,24 +9,16 @@ import pytest
 import torch
 
 from h2rec.config import apply_overrides, read_yaml, validate
-from h2rec.data import PrepareConfig, prepare
-from h2rec.data.synth import SynthConfig, generate, write_recbole
 from h2rec.training import TrainConfig, Trainer
+
+from ..synth_data import prepare_synth
 
 
 @pytest.fixture(scope="module")
 def synth_ds(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    write_recbole(
-        generate(SynthConfig(n_users=800, n_items=300, n_categories=2, seed=5)), root / "raw"
+    return prepare_synth(
+        tmp_path_factory.mktemp("synth"), n_users=800, n_items=300, n_categories=2, seed=5
     )
-    cfg = validate(
-        PrepareConfig,
-        apply_overrides(
-            read_yaml("data/synth"), [f"source.path={root / 'raw'}", f"output={root / 'prep'}"]
-        ),
-    )
-    return prepare(cfg)
 
 
 def _cfg(tmp_path, ds, *overrides: str) -> TrainConfig:
