@@ -93,7 +93,7 @@ MODELS: dict[str, dict[str, Any]] = {
     "sasrec-ce": {"model": {"name": "sasrec"}, "overrides": ["objective.loss=ce"]},
 }
 DEFAULT_MODELS = ("sasrec", "h2rec")
-PROJECT_EVAL_BATCH = 1024  # EvalSection.batch_size default
+PROJECT_EVAL_BATCH = 256  # EvalSection.batch_size default (h2rec.training.config)
 
 
 def rss_mb() -> float:

@@ -12,10 +12,11 @@ PY=.venv/bin/python
 export OMP_NUM_THREADS=1
 
 declare -A LANES=(
-  [anchors]="THREADS=1 scripts/anchors.sh gru4rec-beauty"
+  # Finished and removed: anchors (gru4rec-beauty) and abl-yelp ("H2Rec w/o L_CA", Yelp seed 42),
+  # both on 2026-11-23. Re-adding a finished lane is harmless: every runner skips finished runs.
   [bert]="THREADS=1 scripts/anchors.sh bert4rec-beauty"
   [cmp]="$PY scripts/h2rec_comparison.py run --datasets beauty yelp --threads 1"
-  [abl-yelp]="$PY scripts/h2rec_comparison.py run --datasets yelp --models 'H2Rec w/o L_CA' --seeds 42 --threads 1"
+  [table8]=".venv/bin/h2rec experiment run experiments/table8 --threads 1"
 )
 
 if [ "${1:-start}" = status ]; then
