@@ -12,9 +12,9 @@ PY=.venv/bin/python
 export OMP_NUM_THREADS=1
 
 declare -A LANES=(
-  # Finished and removed: anchors (gru4rec-beauty) and abl-yelp ("H2Rec w/o L_CA", Yelp seed 42),
-  # both on 2026-11-23. Re-adding a finished lane is harmless: every runner skips finished runs.
-  [bert]="THREADS=1 scripts/anchors.sh bert4rec-beauty"
+  # Finished and removed, all on 2026-11-23: anchors (gru4rec-beauty), bert (bert4rec-beauty) and
+  # abl-yelp ("H2Rec w/o L_CA", Yelp seed 42). Re-adding a finished lane is harmless: every
+  # runner skips finished runs.
   [cmp]="$PY scripts/h2rec_comparison.py run --datasets beauty yelp --threads 1"
   [table8]=".venv/bin/h2rec experiment run experiments/table8 --threads 1"
 )
