@@ -17,6 +17,8 @@ declare -A LANES=(
   # runner skips finished runs.
   [cmp]="$PY scripts/h2rec_comparison.py run --datasets beauty yelp --threads 1"
   [table8]=".venv/bin/h2rec experiment run experiments/table8 --threads 1"
+  # seed 42 only: seeds 43-44 of H2Rec itself come from the cmp lane (adopted), not twice
+  [table3]=".venv/bin/h2rec experiment run experiments/table3 --seed 42 --threads 1"
 )
 
 if [ "${1:-start}" = status ]; then
