@@ -210,14 +210,16 @@ def h2rec_worker(spec: dict[str, Any]) -> dict[str, Any]:
     budget, target = spec["budget_seconds"], spec["target"]
     epochs: list[dict[str, Any]] = []
     best_test: dict[str, Any] | None = None
-    watch: dict[str, Any] = {"elapsed": 0.0, "reached_at": None, "reached_epoch": None}
-    watch["stop_reason"] = "epochs"
+    elapsed = 0.0
+    reached_at: float | None = None
+    reached_epoch: int | None = None
+    stop_reason = "epochs"
     t_epoch = time.perf_counter()
 
     def on_epoch(state: dict[str, Any]) -> bool:
-        nonlocal best_test, t_epoch
+        nonlocal best_test, t_epoch, elapsed, reached_at, reached_epoch, stop_reason
         wall_s = time.perf_counter() - t_epoch
-        watch["elapsed"] += wall_s
+        elapsed += wall_s
         m = json.loads(metrics.read_text().splitlines()[-1])
         improved = state["best_epoch"] == state["epoch"]
         row = {
@@ -226,7 +228,7 @@ def h2rec_worker(spec: dict[str, Any]) -> dict[str, Any]:
             "train_s": m["train_seconds"],
             "valid_s": m.get("valid_seconds"),
             "wall_s": wall_s,
-            "cum_wall_s": watch["elapsed"],
+            "cum_wall_s": elapsed,
             "valid_ndcg10": m["valid"]["NDCG@10"],
             "valid_hr10": m["valid"]["HR@10"],
             "improved": improved,
@@ -250,24 +252,20 @@ def h2rec_worker(spec: dict[str, Any]) -> dict[str, Any]:
             flush=True,
         )
         stop = False
-        if watch["reached_at"] is None and best_test is not None and best_test["ndcg10"] >= target:
-            watch["reached_at"], watch["reached_epoch"] = watch["elapsed"], state["epoch"]
+        if reached_at is None and best_test is not None and best_test["ndcg10"] >= target:
+            reached_at, reached_epoch = elapsed, state["epoch"]
             if spec["stop_at_target"]:
-                watch["stop_reason"], stop = "target reached", True
+                stop_reason, stop = "target reached", True
         if not stop and state["stopped"]:
-            watch["stop_reason"] = "early stopping"
+            stop_reason = "early stopping"
         elif not stop and state["epoch"] >= spec["max_epochs"]:
-            watch["stop_reason"], stop = "epochs", True
-        elif (
-            not stop and watch["elapsed"] + statistics.median(e["wall_s"] for e in epochs) > budget
-        ):
-            watch["stop_reason"], stop = "budget", True
+            stop_reason, stop = "epochs", True
+        elif not stop and elapsed + statistics.median(e["wall_s"] for e in epochs) > budget:
+            stop_reason, stop = "budget", True
         t_epoch = time.perf_counter()  # the next epoch starts now: the test pass is not counted
         return stop
 
     tr.fit(overwrite=True, on_epoch=on_epoch)
-    reached_at, reached_epoch = watch["reached_at"], watch["reached_epoch"]
-    stop_reason = watch["stop_reason"]
 
     eval_times: list[float] = []
     final = None

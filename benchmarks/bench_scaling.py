@@ -632,43 +632,45 @@ def report(results: dict[str, Any], models: list[str]) -> None:
                 f"{r['eval_uni100']['s']:>8.1f} {r['peak_rss_mb']:>8,.0f} "
                 + (f"{pos:>12.2f}" if pos is not None else f"{'-':>12}")
             )
-    print("\nlog-log slopes vs interactions at a fixed catalogue (1 = linear)")
     slopes: dict[str, Any] = {}
+
+    def fit(key: str, label: str, points: list[tuple[int, dict[str, Any]]]) -> None:
+        """Slopes of every metric over (x, model result) points; stored and printed if any."""
+        vals = {
+            name: slope([x for x, _ in points], [f(r) for _, r in points])
+            for name, f in METRICS.items()
+        }
+        if any(v is not None for v in vals.values()):
+            slopes[key] = vals
+            print(
+                f"  {label} ({len(points)} points): "
+                + ", ".join(f"{k} {v:.2f}" for k, v in vals.items() if v is not None)
+            )
+
+    print("\nlog-log slopes vs interactions at a fixed catalogue (1 = linear)")
     for model in models:
         rows = rows_of(results, model)
         for items in sorted({r[0] for r in rows}):
-            sub = [r for r in rows if r[0] == items]
-            vals = {
-                name: slope([r[1] for r in sub], [f(r[2]) for r in sub])
-                for name, f in METRICS.items()
-            }
-            if any(v is not None for v in vals.values()):
-                slopes[f"{model} items={items}"] = vals
-                print(
-                    f"  {model:>9} items {items:>9,} ({len(sub)} points): "
-                    + ", ".join(f"{k} {v:.2f}" for k, v in vals.items() if v is not None)
-                )
+            fit(
+                f"{model} items={items}",
+                f"{model:>9} items {items:>9,}",
+                [(inter, r) for it, inter, r in rows if it == items],
+            )
     print("log-log slopes vs catalogue size at fixed interactions (<= 1: not quadratic in items)")
     cells = results.get("cells", {}).values()
     for model in models:
         for target in sorted({c["interactions_target"] for c in cells}):
-            sub = [
-                (c["items"], 0, c["models"][model])
-                for c in cells
-                if c["interactions_target"] == target
-                and done(c["models"].get(model))
-                and done(c.get("data"))
-            ]
-            vals = {
-                name: slope([r[0] for r in sub], [f(r[2]) for r in sub])
-                for name, f in METRICS.items()
-            }
-            if any(v is not None for v in vals.values()):
-                slopes[f"{model} interactions={target}"] = vals
-                print(
-                    f"  {model:>9} interactions {target:>11,} ({len(sub)} points): "
-                    + ", ".join(f"{k} {v:.2f}" for k, v in vals.items() if v is not None)
-                )
+            fit(
+                f"{model} interactions={target}",
+                f"{model:>9} interactions {target:>11,}",
+                [
+                    (c["items"], c["models"][model])
+                    for c in cells
+                    if c["interactions_target"] == target
+                    and done(c["models"].get(model))
+                    and done(c.get("data"))
+                ],
+            )
     results["slopes"] = slopes
 
 

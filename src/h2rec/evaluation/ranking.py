@@ -149,34 +149,26 @@ def rank_full(
         rows = np.arange(bsz)
         dr = None if drop_rows is None else drop_rows.numpy()
         di = None if drop_items is None else drop_items.numpy()
-        if s.T.flags.c_contiguous and not s.flags.c_contiguous:
-            # Items-major scores (the transposed view `parts.scorers.dot_all` returns on CPU):
-            # compare and count down the columns of the contiguous [n_items + 1, B] array, which
-            # reads memory in order (counting along rows of the view would stride through it).
-            st = s.T
-            t_row = st[tg, rows][None, :]
+        # Count along the items axis of whichever layout is contiguous: [B, W] as usual, or
+        # [W, B] for the items-major scores `parts.scorers.dot_all` returns on CPU (a transposed
+        # view), which then reads memory in order instead of striding through it.
+        items_major = s.T.flags.c_contiguous and not s.flags.c_contiguous
+        a, axis = (s.T, 0) if items_major else (s, 1)
 
-            def count_np(better: np.ndarray) -> torch.Tensor:
-                better[0, :] = False  # padding
-                better[tg, rows] = False  # the target is not one of the OTHER candidates
-                if dr is not None:
-                    better[di, dr] = False
-                return torch.from_numpy(np.count_nonzero(better, axis=0).astype(np.int64))
+        def at(users: object, items: object) -> tuple[object, object]:
+            return (items, users) if items_major else (users, items)
 
-            above = count_np(st > t_row) if need_gt else None
-            above_or_tied = count_np(st >= t_row) if need_ge else None
-        else:
-            t = s[rows, tg][:, None]
+        t = np.expand_dims(a[at(rows, tg)], axis)
 
-            def count_np(better: np.ndarray) -> torch.Tensor:
-                better[:, 0] = False  # padding
-                better[rows, tg] = False  # the target is not one of the OTHER candidates
-                if dr is not None:
-                    better[dr, di] = False
-                return torch.from_numpy(np.count_nonzero(better, axis=1).astype(np.int64))
+        def count_np(better: np.ndarray) -> torch.Tensor:
+            better[at(slice(None), 0)] = False  # padding
+            better[at(rows, tg)] = False  # the target is not one of the OTHER candidates
+            if dr is not None:
+                better[at(dr, di)] = False
+            return torch.from_numpy(np.count_nonzero(better, axis=axis).astype(np.int64))
 
-            above = count_np(s > t) if need_gt else None
-            above_or_tied = count_np(s >= t) if need_ge else None
+        above = count_np(a > t) if need_gt else None
+        above_or_tied = count_np(a >= t) if need_ge else None
     else:
         rows_t = torch.arange(bsz, device=scores.device)
         target_score = scores[rows_t, targets].unsqueeze(1)

@@ -184,25 +184,29 @@ class SASRecEncoder(nn.Module):
             x = block(x, allowed, keep)
         return self.final_norm(x) * keep
 
+    def _below_final(self, emb: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(input of the final block, attention mask, keep): every block but the last, run."""
+        x, allowed, keep = self._inputs(emb, mask)
+        for block in self.blocks[:-1]:
+            x = block(x, allowed, keep)
+        return x, allowed, keep
+
     def forward_partial(self, emb: Tensor, mask: Tensor, n_full: int) -> tuple[Tensor, Tensor]:
         """See `encode_full_and_last`: rows `[:n_full]` at every slot, the others at the last."""
-        x, allowed, keep = self._inputs(emb, mask)
-        *first, final = self.blocks
-        for block in first:
-            x = block(x, allowed, keep)
+        x, allowed, keep = self._below_final(emb, mask)
+        final = self.blocks[-1]
         full = final(x[:n_full], allowed[:n_full], keep[:n_full])
-        last = final.forward_last(x[n_full:], allowed[n_full:, :, -1:], keep[n_full:, -1:])
-        return self.final_norm(full) * keep[:n_full], (self.final_norm(last) * keep[n_full:, -1:])[
-            :, 0
-        ]
+        return self.final_norm(full) * keep[:n_full], self._last(
+            x[n_full:], allowed[n_full:], keep[n_full:]
+        )
 
     def forward_last(self, emb: Tensor, mask: Tensor) -> Tensor:
         """See `encode_last`: `[B, d]`, the output at the last slot only."""
-        x, allowed, keep = self._inputs(emb, mask)
-        *first, final = self.blocks
-        for block in first:
-            x = block(x, allowed, keep)
-        last = final.forward_last(x, allowed[:, :, -1:], keep[:, -1:])
+        return self._last(*self._below_final(emb, mask))
+
+    def _last(self, x: Tensor, allowed: Tensor, keep: Tensor) -> Tensor:
+        """The final block and norm at the last slot only, `[B, d]`."""
+        last = self.blocks[-1].forward_last(x, allowed[:, :, -1:], keep[:, -1:])
         return (self.final_norm(last) * keep[:, -1:])[:, 0]
 
 
@@ -278,23 +282,26 @@ class BERT4RecEncoder(nn.Module):
             x = block(x, allowed, keep)
         return x
 
+    def _below_final(self, emb: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(input of the final layer, attention mask, keep): every layer but the last, run."""
+        x, allowed, keep = self._inputs(emb, mask)
+        for block in self.blocks[:-1]:
+            x = block(x, allowed, keep)
+        return x, allowed, keep
+
     def forward_partial(self, emb: Tensor, mask: Tensor, n_full: int) -> tuple[Tensor, Tensor]:
         """See `encode_full_and_last`: rows `[:n_full]` at every slot, the others at the last."""
-        x, allowed, keep = self._inputs(emb, mask)
-        *first, final = self.blocks
-        for block in first:
-            x = block(x, allowed, keep)
-        full = final(x[:n_full], allowed[:n_full], keep[:n_full])
-        last = final.forward_last(x[n_full:], allowed[n_full:, :, -1:], keep[n_full:, -1:])
-        return full, last[:, 0]
+        x, allowed, keep = self._below_final(emb, mask)
+        full = self.blocks[-1](x[:n_full], allowed[:n_full], keep[:n_full])
+        return full, self._last(x[n_full:], allowed[n_full:], keep[n_full:])
 
     def forward_last(self, emb: Tensor, mask: Tensor) -> Tensor:
         """See `encode_last`: `[B, d]`, the output at the last slot only."""
-        x, allowed, keep = self._inputs(emb, mask)
-        *first, final = self.blocks
-        for block in first:
-            x = block(x, allowed, keep)
-        return final.forward_last(x, allowed[:, :, -1:], keep[:, -1:])[:, 0]
+        return self._last(*self._below_final(emb, mask))
+
+    def _last(self, x: Tensor, allowed: Tensor, keep: Tensor) -> Tensor:
+        """The final layer at the last slot only, `[B, d]`."""
+        return self.blocks[-1].forward_last(x, allowed[:, :, -1:], keep[:, -1:])[:, 0]
 
 
 def _shift_rows(x: Tensor, shift: Tensor) -> Tensor:
