@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from h2rec.errors import ConfigError
 from h2rec.models import BERT4Rec, ClozeObjective, NextItemObjective, build_model
@@ -233,7 +234,9 @@ def test_scores_hidden_and_candidates_shapes(backbone: str, shape: str) -> None:
         picked = model.score(x, cands)
     assert full.shape == (4, N_ITEMS + 1) and full.dtype == torch.float32
     assert torch.isneginf(full[:, 0]).all() and torch.isfinite(full[:, 1:]).all()
-    assert hidden.shape == (4, MAX_LEN, (n_levels + 1) * D)
+    # the compact user state [u_sid ; u_hid ; alpha], expanded to q for the wide product
+    assert hidden.shape == (4, MAX_LEN, 2 * D + n_levels)
+    assert model.expand_user(hidden).shape == (4, MAX_LEN, (n_levels + 1) * D)
     torch.testing.assert_close(picked, full.gather(1, cands))
     assert torch.isneginf(picked[cands == 0]).all()
     # distinct users, distinct scores
@@ -267,10 +270,9 @@ def test_later_items_never_change_earlier_slots(backbone: str) -> None:
             h1, s1 = model.forward_train(changed)
         torch.testing.assert_close(h1[:, :slot], h0[:, :slot], rtol=0, atol=1e-6)
         torch.testing.assert_close(s1.u_sid[:, :slot], s0.u_sid[:, :slot], rtol=0, atol=1e-6)
-        # the changed slot itself does change, in both branches
-        sid_width = model.n_levels * D
-        assert not torch.allclose(h1[0, slot, :sid_width], h0[0, slot, :sid_width])
-        assert not torch.allclose(h1[0, slot, sid_width:], h0[0, slot, sid_width:])
+        # the changed slot itself does change, in both branches ([u_sid ; u_hid ; alpha])
+        assert not torch.allclose(h1[0, slot, :D], h0[0, slot, :D])
+        assert not torch.allclose(h1[0, slot, D : 2 * D], h0[0, slot, D : 2 * D])
 
 
 def test_sequence_alpha_scope_leaks_last_item_into_earlier_slots() -> None:
@@ -342,9 +344,11 @@ def test_alpha_in_the_user_vector_is_the_last_items_alpha(backbone: str) -> None
     perturb_fusion(model)
     x = seqs()
     with torch.no_grad():
-        user, state = model.forward_train(x)
+        compact, state = model.forward_train(x)
+        user = model.expand_user(compact)
         weights = model.fusion_weights(x)
     n_levels = model.n_levels
+    torch.testing.assert_close(compact[..., 2 * D :], state.alpha)  # the state carries alpha
     hid_table = np64(model.hid.embedding.weight)
     for row in (0, 2, 3):
         last = recover_alpha(
@@ -369,7 +373,7 @@ def test_bert4rec_scoring_alpha_is_the_last_real_items_alpha() -> None:
     x = seqs()
     shifted = torch.cat([x[:, 1:], torch.full_like(x[:, :1], N_ITEMS + 1)], dim=1)
     with torch.no_grad():
-        user = model.user_repr(x)
+        user = model.expand_user(model.user_repr(x))
         state = model.forward_train(shifted)[1]
         weights = model.fusion_weights(x)
     n_levels = model.n_levels
@@ -401,7 +405,8 @@ def test_forward_and_scores_equal_eq_2_to_9_by_hand(backbone: str, sid_fusion: s
     e_sid = np.einsum("blgd,blg->bld", levels, sid_w)
     e_f = hand_cross(model.cross, e_hid, levels, alpha, mask, causal=True)
     with torch.no_grad():
-        user, state = model.forward_train(x)
+        compact, state = model.forward_train(x)
+        user = model.expand_user(compact)
         full = model.score(x)
         u_sid_ref = model.sid_encoder(torch.tensor(e_sid * scale, dtype=torch.float32), x != 0)
         u_hid_ref = model.hid_encoder(torch.tensor(e_f * scale, dtype=torch.float32), x != 0)
@@ -439,14 +444,14 @@ def test_inference_scores_per_codeword_equal_the_wide_product(backbone: str, sha
         user = model.user_repr(x)
         fast = model.score_all(user)
         fast_catalogue = model.score_all(user, catalogue_only=True)
-    wide = user @ model.item_weights().t()  # grad enabled: the base path's table
+    wide = model.expand_user(user) @ model.item_weights().t()  # grad enabled: the base path
     torch.testing.assert_close(fast, wide.detach(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(fast_catalogue, fast[:, 1:], rtol=0, atol=1e-6)
     with torch.enable_grad():
         linear = model.train().full_scoring(user)
     assert linear is not None
     u, table, bias = linear
-    assert bias is None and table.shape == (N_ITEMS, user.shape[1])
+    assert bias is None and table.shape == (N_ITEMS, (model.n_levels + 1) * D)
     torch.testing.assert_close((u @ table.t()).detach(), fast[:, 1:], rtol=1e-5, atol=1e-5)
 
 
@@ -564,6 +569,40 @@ def test_masked_granularity_loss_uses_identity_positives() -> None:
     eye = np.eye(3, dtype=bool)
     hand = hand_nce(np64(u), np64(u_masked), eye, 0.5) + hand_nce(np64(u_masked), np64(u), eye, 0.5)
     assert float(got) == pytest.approx(hand)
+
+
+@pytest.mark.parametrize("tau", [0.5, 0.05, 0.01])  # 0.01: 1/tau > 40, the logsumexp path
+def test_both_directions_with_an_asymmetric_positive_set_and_their_gradients(tau: float) -> None:
+    """Each direction reads its own anchor's row of `positive` (SID anchor i: P(i); HID anchor
+    k: P(k)), also when the matrix is not symmetric, and the gradients match autograd through the
+    hand formula in float64 (an independent computation of the same loss)."""
+    g = torch.Generator().manual_seed(9)
+    e_sid = torch.randn(5, 4, generator=g, requires_grad=True)
+    e_hid = torch.randn(5, 4, generator=g, requires_grad=True)
+    positive = torch.eye(5, dtype=torch.bool)
+    positive[0, 3] = positive[2, 4] = positive[4, 1] = True  # k in P(i) but not i in P(k)
+    got = code_guided_alignment(e_sid, e_hid, positive, tau)
+    pos = np64(positive)
+    hand = hand_nce(np64(e_sid), np64(e_hid), pos, tau) + hand_nce(
+        np64(e_hid), np64(e_sid), pos, tau
+    )
+    assert float(got.detach()) == pytest.approx(hand, rel=1e-5)
+    got.backward()
+
+    def reference(a: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+        sim = F.normalize(a, dim=-1) @ F.normalize(o, dim=-1).t() / tau
+        rows = torch.logsumexp(sim, 1) - torch.logsumexp(sim.masked_fill(~positive, -math.inf), 1)
+        cols = torch.logsumexp(sim.t(), 1) - torch.logsumexp(
+            sim.t().masked_fill(~positive, -math.inf), 1
+        )
+        return rows.mean() + cols.mean()
+
+    a64 = e_sid.detach().double().requires_grad_()
+    o64 = e_hid.detach().double().requires_grad_()
+    reference(a64, o64).backward()
+    assert e_sid.grad is not None and e_hid.grad is not None
+    torch.testing.assert_close(e_sid.grad.double(), a64.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(e_hid.grad.double(), o64.grad, rtol=1e-4, atol=1e-6)
 
 
 def next_item_batch() -> dict[str, torch.Tensor]:
@@ -701,7 +740,8 @@ def test_without_fusion_network_alpha_is_uniform() -> None:
     x = seqs()
     with torch.no_grad():
         torch.testing.assert_close(model.fusion_weights(x), torch.full((4, 4), 0.25))
-        user, state = model.forward_train(x)
+        compact, state = model.forward_train(x)
+        user = model.expand_user(compact)
     for row in (0, 2, 3):
         block = np64(user[row, -1, : 4 * D]).reshape(4, D)
         np.testing.assert_allclose(recover_alpha(block, np64(state.u_sid[row, -1])), [0.25] * 4)
@@ -716,8 +756,8 @@ def test_without_cross_attention_hid_branch_reads_e_hid() -> None:
         user = model.hidden(x)
         expected = model.hid_encoder(model.hid.embed(x) * model.embedding_scale, x != 0)
         with_cross = make().eval().hidden(x)
-    torch.testing.assert_close(user[..., 4 * D :], expected)
-    assert not torch.allclose(with_cross[..., 4 * D :], expected)
+    torch.testing.assert_close(user[..., D : 2 * D], expected)
+    assert not torch.allclose(with_cross[..., D : 2 * D], expected)
 
 
 def test_beta_and_gamma_zero_remove_their_losses() -> None:

@@ -257,7 +257,8 @@ def test_chunked_ce_equals_the_full_logits_path_for_every_model(name: str) -> No
     chunked loss (2-row chunks) gives the loss and parameter gradients of `full_ce` on
     `score_all`'s logits."""
     model = build_small(name)
-    user = torch.randn(5, model.item_weights().shape[1])
+    # a real user vector: its width need not be the table's (H2Rec's compact state expands)
+    user = model.user_repr(next_item_batch()["inputs"]).detach()
     linear = model.full_scoring(user)
     assert linear is not None, f"{name} would fall back to the [N, n_items] logits"
     u, table, bias = linear

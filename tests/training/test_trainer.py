@@ -131,6 +131,30 @@ def test_resume_ignores_how_the_run_executes(tmp_path, synth_ds) -> None:
         Trainer(other_seed, synth_ds).fit(resume=True)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_adam_implementations_compute_the_same_update(tmp_path, synth_ds, optimizer) -> None:
+    """fused (the default), foreach and the for-loop reference are three executions of one
+    algorithm: same losses and weights after two epochs, up to float rounding."""
+    common = ("epochs=2", "eval.patience=10", f"optim.optimizer={optimizer}")
+    if optimizer == "adamw":
+        common = (*common, "optim.weight_decay=0.01")
+    weights = {}
+    losses = {}
+    for impl in ("for-loop", "fused", "foreach"):
+        cfg = _cfg(tmp_path, synth_ds, f"name={impl}-{optimizer}", *common)
+        cfg.optim.implementation = impl  # type: ignore[assignment]
+        trainer = Trainer(cfg, synth_ds)
+        assert trainer.optimizer is not None
+        assert trainer.optimizer.defaults["fused"] is (True if impl == "fused" else None)
+        trainer.fit()
+        weights[impl] = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        losses[impl] = [r["loss"] for r in _metrics(tmp_path / f"{impl}-{optimizer}")]
+    for impl in ("fused", "foreach"):
+        assert losses[impl] == pytest.approx(losses["for-loop"], rel=1e-4)
+        for key, ref in weights["for-loop"].items():
+            torch.testing.assert_close(weights[impl][key], ref, rtol=1e-3, atol=1e-5, msg=key)
+
+
 def test_run_folder_is_protected(tmp_path, synth_ds) -> None:
     from h2rec.training.trainer import RunExistsError
 

@@ -50,6 +50,10 @@ class OptimSection(StrictModel):
     scheduler: Literal["none", "cosine", "linear"] = "none"  # over all planned steps
     warmup_steps: int = Field(0, ge=0)
     grad_clip: float | None = 5.0  # max global grad norm (null: off)
+    # How the Adam update runs, not what it computes (results equal up to float rounding):
+    # fused = one kernel over all parameters (CPU and CUDA); it took 12-18% off a SASRec step on
+    # 2 CPU cores, where the for-loop's ~10 elementwise passes over the item table dominated.
+    implementation: Literal["fused", "foreach", "for-loop"] = "fused"
 
 
 class EvalSection(StrictModel):

@@ -161,7 +161,18 @@ class Trainer:
     def _optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
         cls = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
-        return cls(self.model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+        kind = {
+            "fused": {"fused": True},
+            "foreach": {"foreach": True},
+            "for-loop": {"foreach": False},
+        }[o.implementation]
+        return cls(
+            self.model.parameters(),
+            lr=o.lr,
+            betas=o.betas,
+            weight_decay=o.weight_decay,
+            **kind,  # type: ignore[arg-type]
+        )
 
     def _scheduler(self, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
         o = self.cfg.optim

@@ -55,9 +55,16 @@ class GranularityFusion(nn.Module):
         nn.init.zeros_(self.fc2.bias)
 
     def logits(self, query: Tensor) -> Tensor:
-        """`query [..., d]` -> unnormalised scores s `[..., L]`."""
-        prior = self.b_prior.to(query.dtype).expand(*query.shape[:-1], self.levels)
-        return self.fc2(F.relu(self.fc1(torch.cat([query, prior], dim=-1)))) + prior
+        """`query [..., d]` -> unnormalised scores s `[..., L]`.
+
+        W1 [e ; b_prior] + b1 is computed as W1_e e + (W1_p b_prior + b1): the prior is the same
+        at every slot, so its part is one small vector instead of a concatenated `[..., d + L]`
+        copy of every query (the same value up to float rounding)."""
+        d = query.shape[-1]
+        weight, prior = self.fc1.weight, self.b_prior
+        bias = torch.addmv(self.fc1.bias, weight[:, d:], prior.to(weight.dtype))
+        hidden = F.relu(F.linear(query, weight[:, :d], bias))
+        return self.fc2(hidden) + prior.to(query.dtype)
 
     def forward(self, query: Tensor) -> Tensor:
         """`query [..., d]` (HID embeddings) -> alpha `[..., L]`, summing to one."""

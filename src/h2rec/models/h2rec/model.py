@@ -16,12 +16,17 @@ left-padded, so the last slot always holds it (the reference code reads a paddin
 
 Scoring, without a per-user copy of the item table: sum_l alpha_l (E^l[c^l_j] . u^sid) is a dot
 product of the user vector q_t = [alpha_t,1 u^sid_t ; ... ; alpha_t,G u^sid_t ; u^hid_t] with the
-item row w_j = [E^1[c^1_j] ; ... ; E^G[c^G_j] ; e^hid_j]. `hidden` returns q (width (G+1)d) and
-`item_weights` the concatenated per-level item tables W (n_items+1, (G+1)d), so scoring all items
-is ONE matrix product q W^T, and every objective works unchanged. W is cached in eval mode under
-no_grad (Section 3.4.2) and rebuilt when the parameters change. At inference `score_all` scores the
-SID part per codeword instead (see its docstring): the same values, a d-wide product with the
-catalogue instead of a (G+1)d-wide one.
+item row w_j = [E^1[c^1_j] ; ... ; E^G[c^G_j] ; e^hid_j]. `item_weights` is the concatenated
+per-level item table W (n_items+1, (G+1)d), so scoring all items is ONE matrix product q W^T (the
+full-softmax objectives use exactly that map, `full_scoring`). W is cached in eval mode under
+no_grad (Section 3.4.2) and rebuilt when the parameters change.
+
+`hidden` and `user_repr` return the COMPACT user state s_t = [u^sid_t ; u^hid_t ; alpha_t] (width
+2d + G), and the scorers expand it to q where they need q (`expand_user`). Why: training selects a
+few slots of every [B, L] batch, so building q (width (G+1)d) at every slot first cost more than
+the scoring itself; sampled losses score it level by level (`score_items`) and never build q. At
+inference `score_all` scores the SID part per codeword (see its docstring): the same values, a
+d-wide product with the catalogue instead of a (G+1)d-wide one.
 """
 
 from __future__ import annotations
@@ -129,7 +134,7 @@ class H2Rec(SequentialModel):
         if self.bidirectional:  # BERT4Rec: predict at an appended [MASK]
             seqs = BERT4Rec.append_mask(self, seqs)  # type: ignore[arg-type]
         state = self.encode(seqs, last_only=True)  # u_sid, u_hid: [B, d], at the last slot
-        return self.user_vectors(state.u_sid, state.u_hid, state.alpha[:, -1])
+        return self.user_state(state.u_sid, state.u_hid, state.alpha[:, -1])
 
     # -- forward ------------------------------------------------------------------------------
     def alpha(self, e_query: Tensor) -> Tensor:
@@ -167,7 +172,7 @@ class H2Rec(SequentialModel):
 
     def forward_train(self, seqs: Tensor) -> tuple[Tensor, H2RecState]:
         state = self.encode(seqs)
-        return self.user_vectors(state.u_sid, state.u_hid, state.alpha), state
+        return self.user_state(state.u_sid, state.u_hid, state.alpha), state
 
     def encode(self, seqs: Tensor, last_only: bool = False) -> H2RecState:
         """Both branches over `seqs [B, L]`: alpha, u_sid and u_hid at every slot.
@@ -224,9 +229,21 @@ class H2Rec(SequentialModel):
         )
 
     @staticmethod
-    def user_vectors(u_sid: Tensor, u_hid: Tensor, weights: Tensor) -> Tensor:
-        """q = [alpha_1 u_sid ; ... ; alpha_G u_sid ; u_hid]: the user side of Eq. 9."""
-        weighted = weights.unsqueeze(-1) * u_sid.unsqueeze(-2)  # [..., G, d]
+    def user_state(u_sid: Tensor, u_hid: Tensor, weights: Tensor) -> Tensor:
+        """s = [u_sid ; u_hid ; alpha], `[..., 2d + G]`: what `hidden`/`user_repr` return
+        (`weights [..., 1|L, G]` broadcasts over the slots)."""
+        weights = weights.expand(*u_sid.shape[:-1], weights.shape[-1])
+        return torch.cat([u_sid, u_hid, weights.to(u_sid.dtype)], dim=-1)
+
+    def split_user(self, user: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(u_sid, u_hid, alpha) of a user state from `user_state`."""
+        return user.split([self.d, self.d, self.n_levels], dim=-1)  # type: ignore[return-value]
+
+    def expand_user(self, user: Tensor) -> Tensor:
+        """q = [alpha_1 u_sid ; ... ; alpha_G u_sid ; u_hid], `[..., (G + 1) d]`: the user side of
+        Eq. 9 as one vector, whose dot product with an `item_weights` row is the score."""
+        u_sid, u_hid, alpha = self.split_user(user)
+        weighted = alpha.unsqueeze(-1) * u_sid.unsqueeze(-2)  # [..., G, d]
         return torch.cat([weighted.flatten(-2), u_hid], dim=-1)
 
     def hidden(self, seqs: Tensor) -> Tensor:
@@ -255,41 +272,48 @@ class H2Rec(SequentialModel):
         return self.hid.embedding.weight
 
     def score_all(self, user: Tensor, *, catalogue_only: bool = False) -> Tensor:
-        """All items for `user [N, (G+1)d]`: `[N, n_items + 1]` float32 (`[N, n_items]` with
-        `catalogue_only`). Training (or any autograd use) takes the base path, ONE product q W^T.
+        """All items for the user states `user [N, 2d + G]`: `[N, n_items + 1]` float32
+        (`[N, n_items]` with `catalogue_only`). Training (or any autograd use) takes the base
+        path, ONE product q W^T with q = `expand_user(user)`.
 
         Inference (eval mode, no autograd) scores the SID part per CODE, not per item: each level
-        has only K_l codewords, so sum_l alpha_l E^l[c^l_j] . u^sid is first computed for every
-        codeword of every level (`[G, rows, N]`, a few hundred rows), then summed per item by an
-        embedding bag over the item's G code rows; only the HID part is a d-wide product with the
-        catalogue. That replaces a (G+1)d-wide product by a d-wide one plus G gathered adds, about
-        1.7x faster on CPU for 4 x 128 codes. The result is `[n_items, N]` computed and returned
-        transposed (a view): the evaluator's ranking reads it at the same speed, while making it
-        contiguous would cost what was saved. Values equal the base path up to float rounding.
+        has only K_l codewords, so E^l[c] . u^sid is first computed for every codeword row
+        (`[rows, N]`, a few hundred rows) and scaled by each level's alpha (`[G, rows, N]`), then
+        summed per item by an embedding bag over the item's G code rows; only the HID part is a
+        d-wide product with the catalogue. That replaces a (G+1)d-wide product by a d-wide one
+        plus G gathered adds, about 1.7x faster on CPU for 4 x 128 codes. The result is
+        `[n_items, N]` computed and returned transposed (a view): the evaluator's ranking reads
+        it at the same speed, while making it contiguous would cost what was saved. Values equal
+        the base path up to float rounding.
         """
         if not no_grad_eval(self):
-            return super().score_all(user, catalogue_only=catalogue_only)
-        g, d = self.n_levels, self.d
+            return super().score_all(self.expand_user(user), catalogue_only=catalogue_only)
+        g = self.n_levels
         start = 1 if catalogue_only else 0
+        u_sid, u_hid, alpha = (part.float() for part in self.split_user(user))
         table = self.codes.table.weight.float()  # [R, d]: every level's codewords, offset
         rows = self.codes.item_rows[start : self.n_items + 1]  # [n, G] row of each item's codes
-        q_sid = user[:, : g * d].float().reshape(-1, g, d)  # alpha_l u^sid per level
-        per_code = torch.einsum("ngd,rd->grn", q_sid, table).reshape(g * table.shape[0], -1)
+        per_row = table @ u_sid.t()  # [R, N]: E[c] . u^sid for every codeword row
+        per_code = (alpha.t().unsqueeze(1) * per_row).reshape(g * table.shape[0], -1)
         offsets = torch.arange(g, device=rows.device) * table.shape[0]
         sid = F.embedding_bag(rows + offsets, per_code, mode="sum")  # [n, N]
         hid = self.hid_weight[start : self.n_items + 1].float()
-        return sid.addmm_(hid, user[:, g * d :].float().t()).t()  # in place: no [n, N] copy
+        return sid.addmm_(hid, u_hid.t()).t()  # in place: no [n, N] copy
 
     def full_scoring(self, user: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """Training's view of `score_all` (its autograd path): the linear map q W^T."""
-        return user, self.item_weights()[1:], None
+        return self.expand_user(user), self.item_weights()[1:], None
 
     def score_items(self, user: Tensor, items: Tensor) -> Tensor:
-        """`user [N, (G+1)d]`, `items [N, k]` -> `[N, k]`: the code and HID parts are scored
-        separately, so only the needed rows are gathered and no [N, k, (G+1)d] copy is built."""
-        g = self.n_levels * self.d
-        codes = self.codes.levels(items).flatten(-2)  # [N, k, G d], a view of the lookup
-        return dot_items(user[..., :g], codes) + dot_items(user[..., g:], self.hid.embed(items))
+        """`user [N, 2d + G]`, `items [N, k]` -> `[N, k]`: level by level, sum_l alpha_l
+        (E^l[c^l_j] . u^sid) + e^hid_j . u^hid, from the gathered rows only (no q, no
+        [N, k, (G+1)d] copy)."""
+        u_sid, u_hid, alpha = self.split_user(user)
+        with torch.autocast(device_type=user.device.type, enabled=False):
+            codes = self.codes.levels(items).float()  # [N, k, G, d]
+            per_level = (codes * u_sid.float()[:, None, None, :]).sum(-1)  # [N, k, G]
+            sid = (per_level * alpha.float().unsqueeze(1)).sum(-1)
+        return sid + dot_items(u_hid, self.hid.embed(items))
 
     def train(self, mode: bool = True) -> H2Rec:
         self._weights_cache.clear()

@@ -100,14 +100,19 @@ class CodeEmbedding(nn.Module):
     def levels(self, ids: Tensor, table: Tensor | None = None) -> Tensor:
         """`[*ids.shape, L, d]`; `table` (default: the embedding weights) may be any per-row map
         of them, e.g. a projection of the whole table, looked up the same way."""
-        rows = self.item_rows[ids]
+        rows = self.code_rows(ids)
         return self.table(rows) if table is None else torch.nn.functional.embedding(rows, table)
+
+    def code_rows(self, ids: Tensor) -> Tensor:
+        """`[*ids.shape, G]` table rows of the ids' codes. A lookup (`embedding` on the integer
+        table), not `item_rows[ids]`: advanced indexing was 3x slower on CPU."""
+        return torch.nn.functional.embedding(ids, self.item_rows)
 
     def levels_by_level(self, ids: Tensor, table: Tensor) -> Tensor:
         """`levels(ids, table)` for `ids [B, L]` laid out level-major, `[B, G, L, w]` (contiguous):
         a consumer that treats the G levels' L slots as one axis of G L (H2Rec's cross attention)
         then reads a view instead of permuting and copying `[B, L, G, w]`."""
-        return torch.nn.functional.embedding(self.item_rows[ids].transpose(1, 2), table)
+        return torch.nn.functional.embedding(self.code_rows(ids).transpose(1, 2), table)
 
     def item_levels(self) -> Tensor:
         return self.table(self.item_rows[: self.n_items + 1])
@@ -177,8 +182,9 @@ class PrefixEmbedding(nn.Module):
         return [1 + sum(self.prefix_counts[:level]) for level in range(self.n_levels)]
 
     def levels(self, ids: Tensor) -> Tensor:
-        """`[*ids.shape, L, d]`: the prefix rows of each id (zeros for padding)."""
-        return self.table(self.item_rows[ids])
+        """`[*ids.shape, L, d]`: the prefix rows of each id (zeros for padding). The rows are
+        looked up with `embedding` on the integer table (3x faster than `item_rows[ids]`)."""
+        return self.table(torch.nn.functional.embedding(ids, self.item_rows))
 
     def embed(self, ids: Tensor) -> Tensor:
         return self.levels(ids).sum(dim=-2)
