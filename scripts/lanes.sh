@@ -11,14 +11,29 @@ mkdir -p logs
 PY=.venv/bin/python
 export OMP_NUM_THREADS=1
 
+H=".venv/bin/h2rec"
+# Each lane is a CHAIN run in order; every step skips what is finished (experiment cells, runs),
+# and experiment cells are trained under per-cell locks, so chains may overlap: two lanes reaching
+# the same experiment split its cells between them. Order = what the open issues need first.
 declare -A LANES=(
-  # Finished and removed, all on 2026-11-23: anchors (gru4rec-beauty), bert (bert4rec-beauty) and
-  # abl-yelp ("H2Rec w/o L_CA", Yelp seed 42). Re-adding a finished lane is harmless: every
-  # runner skips finished runs.
-  [cmp]="$PY scripts/h2rec_comparison.py run --datasets beauty yelp --threads 1"
-  [table8]=".venv/bin/h2rec experiment run experiments/table8 --threads 1"
-  # seed 42 only: seeds 43-44 of H2Rec itself come from the cmp lane (adopted), not twice
-  [table3]=".venv/bin/h2rec experiment run experiments/table3 --seed 42 --threads 1"
+  # issue 5: Yelp seeds 43-44 of H2Rec / SASRec / SID-only / concat; then adopt those runs as
+  # paper-table cells, Table 3's other seeds (H2Rec s43-44 are the adopted runs), Table 2
+  [cmp]="$PY scripts/h2rec_comparison.py run --datasets beauty yelp --threads 1; \
+$H experiment adopt experiments/table2 runs/cmp-*; \
+$H experiment adopt experiments/table3 runs/cmp-* runs/abl-*; \
+$H experiment run experiments/table3 --threads 1; \
+$H experiment run experiments/table2 --threads 1"
+  # issue 6, one seed on Yelp: codebook shapes, the beta/gamma sweeps, p, w; then Table 2
+  [sweeps]="$H experiment run experiments/table8 --threads 1; \
+$H experiment run experiments/figure3 --threads 1; \
+$H experiment run experiments/table4 --threads 1; \
+$H experiment run experiments/table5 --threads 1; \
+$H experiment run experiments/table2 --threads 1"
+  # issue 6: Table 3 seed 42 (43-44 come from the cmp lane), quantisers, backbones; Table 2
+  [ablations]="$H experiment run experiments/table3 --seed 42 --threads 1; \
+$H experiment run experiments/table6 --threads 1; \
+$H experiment run experiments/table7 --threads 1; \
+$H experiment run experiments/table2 --threads 1"
 )
 
 if [ "${1:-start}" = status ]; then

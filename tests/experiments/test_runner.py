@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
 from h2rec.errors import ConfigError
-from h2rec.experiments import cells, load_experiment, run, status
+from h2rec.experiments import cells, load_experiment, run, runner, status
+from h2rec.experiments.locks import cell_lock, holder, lock_path
+from h2rec.experiments.runner import run_cell
 from h2rec.experiments.spec import ExperimentSpec
 from h2rec.training import Trainer
 
@@ -185,6 +189,73 @@ def test_lanes_split_the_cells(tmp_path, synth_sid_dataset, monkeypatch) -> None
     )
     run(spec, lane=(1, 2), echo=lambda _: None)
     assert ran == [c.key for k, c in enumerate(cells(spec)) if k % 2 == 1]
+
+
+def _hold_lock(path) -> subprocess.Popen[str]:
+    """Another process holding `path`'s cell lock until killed (it prints once it holds it)."""
+    code = (
+        "import sys, time; from pathlib import Path; from h2rec.experiments.locks import cell_lock\n"
+        "with cell_lock(Path(sys.argv[1])) as mine:\n"
+        "    print('held' if mine else 'busy', flush=True); time.sleep(600)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_cell_locked_by_another_process_is_skipped_until_it_dies(
+    tmp_path, synth_sid_dataset, monkeypatch
+) -> None:
+    spec = _spec(tmp_path, synth_sid_dataset)
+    first, *rest = cells(spec)
+    ran: list[str] = []
+
+    def fake_run_cell(s, c, t=None):  # type: ignore[no-untyped-def]
+        ran.append(c.key)
+        return {"wall_seconds": 0, "epochs_run": 0, "results": {}}
+
+    monkeypatch.setattr("h2rec.experiments.runner.run_cell", fake_run_cell)
+    path = lock_path(spec.runs_path, first.run_name)
+    proc = _hold_lock(path)
+    try:
+        st = {s.cell.key: s for s in status(spec)}[first.key]
+        assert st.state == "running" and st.holder is not None
+        assert st.holder["pid"] == proc.pid
+        with cell_lock(path) as mine:  # this process cannot take it either
+            assert mine is False
+        run(spec, echo=lambda _: None)
+        assert ran == [c.key for c in rest]
+    finally:
+        proc.kill()
+        proc.wait()
+    # the kernel released the dead holder's lock: no stale lock to clean up
+    assert holder(path) is None
+    assert {s.cell.key: s.state for s in status(spec)}[first.key] == "todo"
+    ran.clear()
+    run(spec, echo=lambda _: None, only=lambda c: c.key == first.key)
+    assert ran == [first.key]
+
+
+def test_a_cell_finished_by_another_lane_meanwhile_is_not_trained_again(
+    tmp_path, synth_sid_dataset, monkeypatch
+) -> None:
+    """The plan is read once; each cell is looked at again after its lock is taken."""
+    spec = _spec(tmp_path, synth_sid_dataset, models={"SASRec": {}}, seeds=[1])
+    (cell,) = cells(spec)
+    real_status = runner.status
+
+    def status_then_other_lane_finishes(s, only=None):  # type: ignore[no-untyped-def]
+        out = real_status(s, only)
+        run_cell(s, cell)  # another lane finished it after this lane made its plan
+        return out
+
+    monkeypatch.setattr(runner, "status", status_then_other_lane_finishes)
+    calls = []
+    monkeypatch.setattr(runner, "run_cell", lambda *a, **k: calls.append(a))
+    out = run(spec, echo=lambda _: None)
+    assert calls == [] and out[0].state == "done"
 
 
 @pytest.mark.parametrize(

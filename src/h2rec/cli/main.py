@@ -447,14 +447,19 @@ def experiment_run(
 
 @experiment_app.command("status")
 def experiment_status(experiment: ExperimentArg) -> None:
-    """Which cells are done, stale, partial (checkpoint) or still to run."""
+    """Which cells are done, stale, running (in another process), partial (checkpoint) or
+    still to run."""
     from h2rec.experiments import load_experiment, status
 
     spec = _run(load_experiment, experiment)
     counts: dict[str, int] = {}
     for st in _run(status, spec):
         counts[st.state] = counts.get(st.state, 0) + 1
-        console.print(f"{st.state:>8}  {st.cell.key}")
+        who = ""
+        if st.holder:
+            who = f"  (pid {st.holder.get('pid')} on {st.holder.get('host')} since "
+            who += f"{st.holder.get('started')})"
+        console.print(f"{st.state:>8}  {st.cell.key}{who}")
     console.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from h2rec.errors import ConfigError
+from h2rec.experiments.locks import cell_lock, holder, lock_path
 from h2rec.experiments.spec import (
     Cell,
     ExperimentSpec,
@@ -40,8 +41,9 @@ CELL_FORMAT = "h2rec-cell/1"
 @dataclass
 class CellStatus:
     cell: Cell
-    state: str  # "done", "stale", "partial" (checkpoint exists) or "todo"
+    state: str  # "done", "stale", "running" (another process holds it), "partial" or "todo"
     record: dict[str, Any] | None = None  # the stored result when done or stale
+    holder: dict[str, Any] | None = None  # pid/host/started of the process running it
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
@@ -62,15 +64,23 @@ def status(spec: ExperimentSpec, only: Callable[[Cell], bool] | None = None) -> 
     for cell in cells(spec):
         if only is not None and not only(cell):
             continue
-        record = read_record(cell.result_file(spec.results_path))
-        if record is not None:
-            same = record_hash(record) == config_hash(cell.train_config())
-            out.append(CellStatus(cell, "done" if same else "stale", record))
-        elif (spec.runs_path / cell.run_name / "checkpoints" / "last").exists():
-            out.append(CellStatus(cell, "partial"))
-        else:
-            out.append(CellStatus(cell, "todo"))
+        out.append(cell_status(spec, cell))
     return out
+
+
+def cell_status(spec: ExperimentSpec, cell: Cell, *, locked_by_us: bool = False) -> CellStatus:
+    """One cell's state, read from its result file, its lock (unless this process holds it) and
+    its run folder."""
+    record = read_record(cell.result_file(spec.results_path))
+    if record is not None:
+        same = record_hash(record) == config_hash(cell.train_config())
+        return CellStatus(cell, "done" if same else "stale", record)
+    busy = None if locked_by_us else holder(lock_path(spec.runs_path, cell.run_name))
+    if busy is not None:
+        return CellStatus(cell, "running", holder=busy)
+    if (spec.runs_path / cell.run_name / "checkpoints" / "last").exists():
+        return CellStatus(cell, "partial")
+    return CellStatus(cell, "todo")
 
 
 def calibrate(cell: Cell, steps: int = 3, threads: int | None = None) -> dict[str, float]:
@@ -290,7 +300,11 @@ def run(
     only: Callable[[Cell], bool] | None = None,
     echo: Callable[[str], None] = print,
 ) -> list[CellStatus]:
-    """Run every unfinished cell of this lane (cell k runs in lane k mod n)."""
+    """Run every unfinished cell of this lane (cell k runs in lane k mod n).
+
+    Each cell is trained under its lock (`locks.cell_lock`): a cell another process is running
+    is skipped, and a cell is looked at again once locked, so one that another process finished
+    meanwhile is not trained twice. Lanes may therefore overlap."""
     i, n = lane
     if not 0 <= i < n:
         raise ConfigError(f"lane {i}/{n}: need 0 <= i < n")
@@ -301,8 +315,16 @@ def run(
             if st.state == "stale" and not rerun_stale and k % n == i:
                 echo(f"  {st.cell.key}: stale (config changed); pass --rerun-stale to redo it")
             continue
-        echo(f"[{k + 1}/{len(statuses)}] {st.cell.key} ({st.state})")
-        st.record = run_cell(spec, st.cell, threads)
+        with cell_lock(lock_path(spec.runs_path, st.cell.run_name)) as mine:
+            if not mine:
+                echo(f"  {st.cell.key}: running in another process; skipped")
+                continue
+            now = cell_status(spec, st.cell, locked_by_us=True)
+            if now.state == "done" or (now.state == "stale" and not rerun_stale):
+                statuses[k] = now
+                continue
+            echo(f"[{k + 1}/{len(statuses)}] {st.cell.key} ({now.state})")
+            st.record = run_cell(spec, st.cell, threads)
         st.state = "done"
         ndcg = ", ".join(
             f"{p} {r['overall'].get('NDCG@10', float('nan')):.4f}"
