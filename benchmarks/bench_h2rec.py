@@ -13,6 +13,7 @@ Needs a prepared dataset with SIDs and text embeddings (default: Beauty, made by
 h2rec tokenize beauty -c tokenize/rqvae-4x128`).
 
 Run: python benchmarks/bench_h2rec.py [--data artifacts/prepared/beauty] [--steps 30] [--threads 2]
+     [--losses bpr ce] [--adam fused|foreach|for-loop]
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ MODELS = {
 }
 
 
-def build(data: str, model: str, loss: str):  # type: ignore[no-untyped-def]
+def build(data: str, model: str, loss: str, adam: str = "fused"):  # type: ignore[no-untyped-def]
     from h2rec.config import load_config
     from h2rec.training import TrainConfig, Trainer
 
@@ -53,6 +54,7 @@ def build(data: str, model: str, loss: str):  # type: ignore[no-untyped-def]
             f"runs_dir={tmp}",
             "name=b",
             f"objective.loss={loss}",
+            f"optim.implementation={adam}",
             "model=" + json.dumps(spec),
         ],
     )
@@ -82,8 +84,8 @@ def build(data: str, model: str, loss: str):  # type: ignore[no-untyped-def]
     return tr, step, evaluate
 
 
-def timings(data: str, loss: str, steps: int, eval_repeats: int) -> list[dict]:
-    built = {m: build(data, m, loss) for m in MODELS}
+def timings(data: str, loss: str, steps: int, eval_repeats: int, adam: str) -> list[dict]:
+    built = {m: build(data, m, loss, adam) for m in MODELS}
     for _, step, _ in built.values():
         for _ in range(3):  # warm-up
             step()
@@ -122,9 +124,9 @@ def timings(data: str, loss: str, steps: int, eval_repeats: int) -> list[dict]:
     return rows
 
 
-def peak_rss(data: str, model: str, loss: str) -> float:
+def peak_rss(data: str, model: str, loss: str, adam: str) -> float:
     """Peak RSS (MB) of a process that builds one model, trains 3 steps and evaluates once."""
-    _, step, evaluate = build(data, model, loss)
+    _, step, evaluate = build(data, model, loss, adam)
     for _ in range(3):
         step()
     evaluate()
@@ -142,11 +144,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-repeats", type=int, default=3)
     ap.add_argument("--losses", nargs="+", default=["bpr", "ce"])
+    ap.add_argument(
+        "--adam",
+        default="fused",
+        choices=["fused", "foreach", "for-loop"],
+        help="optim.implementation of every model (the library's default: fused)",
+    )
     ap.add_argument("--rss-worker", nargs=2, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.rss_worker is not None:
-        print(json.dumps(peak_rss(args.data, *args.rss_worker)))
+        print(json.dumps(peak_rss(args.data, *args.rss_worker, args.adam)))
         return
     # RSS workers first: Linux carries a parent's peak RSS into its children across exec, so they
     # must be started while this process is still small
@@ -154,17 +162,17 @@ def main() -> None:
     for loss in args.losses:
         for model in MODELS:
             cmd = [sys.executable, __file__, "--rss-worker", model, loss]
-            cmd += ["--data", args.data, "--threads", str(args.threads)]
+            cmd += ["--data", args.data, "--threads", str(args.threads), "--adam", args.adam]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True)
             rss[model, loss] = json.loads(out.stdout.strip().splitlines()[-1])
     rows = []
     for loss in args.losses:
-        for r in timings(args.data, loss, args.steps, args.eval_repeats):
+        for r in timings(args.data, loss, args.steps, args.eval_repeats, args.adam):
             rows.append({**r, "peak_rss_mb": rss[r["model"], loss]})
     print(
         f"H2Rec vs SASRec (d=64, 2 layers, batch 256, max_len 50) on {args.data}, "
-        f"{args.threads} threads; {args.steps} interleaved steps, {args.eval_repeats} interleaved "
-        "evaluation passes; ratios are medians of per-round ratios"
+        f"{args.threads} threads, Adam {args.adam}; {args.steps} interleaved steps, "
+        f"{args.eval_repeats} interleaved evaluation passes; ratios are medians of per-round ratios"
     )
     print(
         f"{'loss':>4} {'model':>13} {'params':>9} {'step ms':>8} {'seq/s':>7} {'x SASRec':>8} | "
