@@ -32,6 +32,11 @@ ABLATIONS = {  # label -> (config stem, overrides): the "find out why" runs
     "H2Rec w/o L_CA": ("h2rec-{ds}", ["model.beta=0"]),
     "H2Rec w/o L_MSG": ("h2rec-{ds}", ["model.gamma=0"]),
     "H2Rec w/o L_CA, L_MSG": ("h2rec-{ds}", ["model.beta=0", "model.gamma=0"]),
+    "H2Rec beta=0.1": ("h2rec-{ds}", ["model.beta=0.1"]),  # the reference code's L_CA weight
+    "HID+SID concat, random HID": (  # is concat's PCA-initialised HID table what holds it back?
+        "hid-sid-concat-{ds}",
+        ["model.hid_init=random", "model.text_embeddings=null"],
+    ),
 }
 
 
