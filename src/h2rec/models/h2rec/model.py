@@ -233,7 +233,9 @@ class H2Rec(SequentialModel):
         """s = [u_sid ; u_hid ; alpha], `[..., 2d + G]`: what `hidden`/`user_repr` return
         (`weights [..., 1|L, G]` broadcasts over the slots)."""
         weights = weights.expand(*u_sid.shape[:-1], weights.shape[-1])
-        return torch.cat([u_sid, u_hid, weights.to(u_sid.dtype)], dim=-1)
+        # the widest of the three dtypes (under autocast alpha stays float32, not bf16)
+        dtype = torch.promote_types(torch.promote_types(u_sid.dtype, u_hid.dtype), weights.dtype)
+        return torch.cat([u_sid.to(dtype), u_hid.to(dtype), weights.to(dtype)], dim=-1)
 
     def split_user(self, user: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(u_sid, u_hid, alpha) of a user state from `user_state`."""
