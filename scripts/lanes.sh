@@ -23,9 +23,10 @@ $H experiment adopt experiments/table2 runs/cmp-*; \
 $H experiment adopt experiments/table3 runs/cmp-* runs/abl-*; \
 $H experiment run experiments/table3 --threads 1; \
 $H experiment run experiments/table2 --threads 1"
-  # issue 6, one seed on Yelp: codebook shapes, the beta/gamma sweeps, p, w; then Table 2
-  [sweeps]="$H experiment run experiments/table8 --threads 1; \
-$H experiment run experiments/figure3 --threads 1; \
+  # issue 6, one seed on Yelp: the beta/gamma sweeps first (L_CA's weight is what decides
+  # H2Rec vs SASRec in issue 5), codebook shapes, p, w; then Table 2
+  [sweeps]="$H experiment run experiments/figure3 --threads 1; \
+$H experiment run experiments/table8 --threads 1; \
 $H experiment run experiments/table4 --threads 1; \
 $H experiment run experiments/table5 --threads 1; \
 $H experiment run experiments/table2 --threads 1"
