@@ -141,3 +141,30 @@ def _cells_for(spec: ExperimentSpec):
     """Cells in the order _records() lists them (model-major, then seed)."""
     by = {(c.model, c.seed): c for c in cells(spec)}
     return [by[m, s] for m, per in VALUES.items() for s in per]
+
+
+def test_each_dataset_gets_its_own_table(tmp_path) -> None:
+    """Two datasets: one table each under a bold dataset heading, group/metric columns without
+    the dataset prefix, and a model with no result on a dataset left out of that table."""
+    spec = ExperimentSpec.model_validate(
+        {
+            **_spec().model_dump(exclude={"datasets"}),
+            "datasets": {"synth": {"data": "nowhere"}, "other": {"data": "nowhere"}},
+        }
+    )
+    by = {(c.dataset, c.model, c.seed): c for c in cells(spec)}
+    recs = _records() + [dict(r, dataset="other") for r in _records() if r["model"] != "SID-only"]
+    sts = [CellStatus(by[r["dataset"], r["model"], r["seed"]], "done", r) for r in recs]
+    md = report(spec, sts, tmp_path)
+    table = md.split("#### Protocol `full`")[1].split("Paired")[0]
+    blocks: dict[str, list[str]] = {}
+    for line in table.splitlines():
+        if line.startswith("**") and line.endswith("**"):
+            current = blocks.setdefault(line.strip("*"), [])
+        elif line.startswith("| "):
+            current.append(line.split("|")[1].strip())
+    assert blocks == {
+        "synth": ["model", "H2Rec", "SASRec", "SID-only"],
+        "other": ["model", "H2Rec", "SASRec"],
+    }
+    assert "| model | overall NDCG@10 | tail NDCG@10 | head NDCG@10 |" in table

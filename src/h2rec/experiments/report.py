@@ -123,7 +123,8 @@ def sid_columns(spec: ExperimentSpec) -> dict[tuple[str, str], dict[str, str]]:
 def protocol_table(
     spec: ExperimentSpec, data: dict[Key, dict[int, float]], protocol: str
 ) -> tuple[str, list[dict[str, Any]]]:
-    """Markdown table (models x dataset/group/metric) and its long-format rows (for CSV)."""
+    """Markdown tables (models x group/metric, one per dataset) and the long-format rows of all
+    of them (for CSV)."""
     rep = spec.report
     models = [m for m in spec.models if any(k[1] == m and k[2] == protocol for k in data)]
     columns = [(d, g, m) for d in spec.datasets for g in rep.groups for m in rep.metrics]
@@ -183,16 +184,23 @@ def protocol_table(
     extra = sid_columns(spec) if "sid" in rep.extra_columns else {}
     extra_cols = [(d, name) for d in spec.datasets for name in ("coll. %", "occup. %")]
     extra_cols = [c for c in extra_cols if any((c[0], m) in extra for m in models)]
-    header = [
-        "model",
-        *[f"{d} {g} {m}" for d, g, m in columns],
-        *[f"{d} {n}" for d, n in extra_cols],
-    ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for m in models:
-        cells_ = [text.get((m, c), "–") for c in columns]
-        cells_ += [extra.get((d, m), {}).get(n, "–") for d, n in extra_cols]
-        lines.append("| " + " | ".join([m, *cells_]) + " |")
+    # one table per dataset: a models x (group, metric) grid stays readable; with one dataset
+    # the table has no dataset heading
+    lines: list[str] = []
+    datasets = [d for d in spec.datasets if any(c[0] == d for c in columns)]
+    for d in datasets:
+        cols_d = [c for c in columns if c[0] == d]
+        extra_d = [c for c in extra_cols if c[0] == d]
+        header = ["model", *[f"{g} {m}" for _, g, m in cols_d], *[n for _, n in extra_d]]
+        if len(datasets) > 1:
+            lines += [*([""] if lines else []), f"**{d}**", ""]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for m in models:
+            if not any((m, c) in text for c in cols_d):
+                continue
+            cells_ = [text.get((m, c), "–") for c in cols_d]
+            cells_ += [extra.get((dd, m), {}).get(n, "–") for dd, n in extra_d]
+            lines.append("| " + " | ".join([m, *cells_]) + " |")
     md = "\n".join(lines)
     if notes:
         md += "\n\nPaired two-sided t-tests against the strongest baseline:\n\n" + "\n".join(
