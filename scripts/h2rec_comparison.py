@@ -8,6 +8,7 @@ docs/results/h2rec/ (small JSON files, committed). Cells can be split over proce
     python scripts/h2rec_comparison.py run --datasets beauty --lane 0/2 --threads 1
     python scripts/h2rec_comparison.py report [--write docs/results.md]   # tables from docs/results/h2rec/
     python scripts/h2rec_comparison.py alpha --run runs/cmp-h2rec-beauty-s42   # alpha statistics
+    python scripts/h2rec_comparison.py geometry --run runs/cmp-h2rec-beauty-s42   # L_CA's effect
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ ABLATIONS = {  # label -> (config stem, overrides): the "find out why" runs
     "H2Rec w/o L_MSG": ("h2rec-{ds}", ["model.gamma=0"]),
     "H2Rec w/o L_CA, L_MSG": ("h2rec-{ds}", ["model.beta=0", "model.gamma=0"]),
     "H2Rec beta=0.1": ("h2rec-{ds}", ["model.beta=0.1"]),  # the reference code's L_CA weight
+    # L_CA's positives without the co-occurrence window: is it P_H(i) that hurts?
+    "H2Rec L_CA w/o co-occurrence": ("h2rec-{ds}", ["model.ca_cooccurrence=false"]),
     "HID+SID concat, random HID": (  # is concat's PCA-initialised HID table what holds it back?
         "hid-sid-concat-{ds}",
         ["model.hid_init=random", "model.text_embeddings=null"],
@@ -189,9 +192,41 @@ def alpha(args: argparse.Namespace) -> None:
         print("  softmax(b_prior): " + " ".join(f"{v:.3f}" for v in prior))
 
 
+def geometry(args: argparse.Namespace) -> None:
+    """What L_CA does to the item tables of a trained H2Rec: the cosine between each item's HID
+    embedding and its SID embedding (the mean of its code rows), the HID table's effective rank
+    (participation ratio of its centred singular values), and the HID cosine of random item
+    pairs against pairs sharing their first code (200k pairs each draw, seed 0)."""
+    import torch
+    import torch.nn.functional as F
+
+    from h2rec.training.trainer import load_run
+
+    _, trainer = load_run(args.run)
+    model = trainer.model.eval()
+    n = model.n_items
+    with torch.no_grad():
+        hid = model.hid.embedding.weight[1 : n + 1].float()
+        sid = model.codes.levels(torch.arange(1, n + 1, device=hid.device)).float().mean(1)
+        self_cos = F.cosine_similarity(hid, sid, dim=-1).mean()
+        sv = torch.linalg.svdvals(hid - hid.mean(0))
+        rank = (sv**2).sum() ** 2 / (sv**4).sum()
+        first = model.codes.item_rows[1 : n + 1, 0]
+        g = torch.Generator().manual_seed(0)
+        i, j = torch.randint(0, n, (2, 200_000), generator=g)
+        unit = F.normalize(hid, dim=-1).cpu()
+        pair = (unit[i] * unit[j]).sum(-1)
+        same = ((first.cpu()[i] == first.cpu()[j]) & (i != j)).numpy()
+    print(
+        f"{args.run}: cos(HID_i, SID_i) {float(self_cos):.3f}; HID effective rank "
+        f"{float(rank):.1f} of {hid.shape[1]}; HID cosine of random pairs {float(pair.mean()):.3f}, "
+        f"of pairs sharing code 1 {float(pair[same].mean()):.3f}"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("command", choices=["run", "report", "alpha"])
+    p.add_argument("command", choices=["run", "report", "alpha", "geometry"])
     p.add_argument("--run", help="alpha: a trained H2Rec run folder")
     p.add_argument("--write", help="report: replace the marked block in this Markdown file")
     p.add_argument("--datasets", nargs="+", default=["beauty", "yelp"])
@@ -200,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lane", default="0/1", help="i/n: run every n-th cell starting at i")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
-    {"run": run, "report": report, "alpha": alpha}[args.command](args)
+    {"run": run, "report": report, "alpha": alpha, "geometry": geometry}[args.command](args)
 
 
 if __name__ == "__main__":
