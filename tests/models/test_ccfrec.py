@@ -18,7 +18,6 @@ from h2rec.models.ccfrec import (
     QFormerLayer,
     masked_code_loss,
     masked_sequence_alignment,
-    unique_ids,
     whitened_pca,
 )
 from h2rec.models.inputs import ModelInputs
@@ -590,14 +589,3 @@ def test_ccfrec_trains_with_shared_sampled_softmax_and_beats_mostpop(
     )
     pop = run("mostpop", "{name: mostpop}", 1, [])
     assert ccf > 1.5 * pop, (ccf, pop)
-
-
-@pytest.mark.parametrize("shape", [(7,), (5, 9), (3, 4, 6)])
-def test_unique_ids_equal_torch_unique(shape: tuple[int, ...]) -> None:
-    g = torch.Generator().manual_seed(11)
-    ids = torch.randint(0, 13, shape, generator=g)
-    ids.view(-1)[0] = 0  # padding ids are ids too
-    got_u, got_inv = unique_ids(ids, 20)
-    want_u, want_inv = torch.unique(ids, return_inverse=True)
-    assert torch.equal(got_u, want_u) and torch.equal(got_inv, want_inv)
-    assert torch.equal(got_u[got_inv], ids)

@@ -136,6 +136,7 @@ from h2rec.models.inputs import ModelInputs
 from h2rec.models.parts.cache import TensorCache, no_grad_eval
 from h2rec.models.parts.dropout import Dropout
 from h2rec.models.parts.encoders import MultiHeadAttention, build_encoder
+from h2rec.models.parts.ids import unique_ids
 from h2rec.models.parts.pca import pca_item_vectors
 from h2rec.models.parts.scorers import dot_all, dot_items
 from h2rec.models.registry import ModelConfig, register_model
@@ -320,20 +321,6 @@ class CCFRecState:
     masked_outputs: Tensor | None = None  # [N, G, d] Q-Former outputs of the code-masked items
     labels: Tensor | None = None  # [N, G] original code rows where chosen, -1 elsewhere
     u_masked: Tensor | None = None  # [B, d] last-slot user vectors of the code-masked sequence
-
-
-def unique_ids(ids: Tensor, n_ids: int) -> tuple[Tensor, Tensor]:
-    """`torch.unique(ids, return_inverse=True)` for ids in [0, n_ids): (sorted distinct ids,
-    their index for every entry of `ids`). Marks presence in an `[n_ids]` table instead of
-    sorting: with shared sampled negatives `ids` is `[N, 1 + k]` (millions of entries over a few
-    thousand distinct ids), where the sort took 5x as long."""
-    flat = ids.reshape(-1)
-    present = torch.zeros(n_ids, dtype=torch.bool, device=ids.device)
-    present[flat] = True
-    unique = present.nonzero().squeeze(1)
-    lookup = torch.empty(n_ids, dtype=torch.long, device=ids.device)
-    lookup[unique] = torch.arange(unique.numel(), device=ids.device)
-    return unique, lookup.index_select(0, flat).view_as(ids)
 
 
 def _scatter(values: Tensor, mask: Tensor) -> Tensor:

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from h2rec.models.parts.ids import id_lookup
+
 if TYPE_CHECKING:
     import scipy.sparse
 
@@ -254,9 +256,8 @@ class PositiveSets(torch.nn.Module):
         indexing (`x[idx]`, `x[:, inv]`) cost 2x this whole function at 256 anchors."""
         indptr: Tensor = self.cooc_indptr
         indices: Tensor = self.cooc_indices
-        uniq, inv = torch.unique(o, return_inverse=True)
-        lookup = torch.full((self.n_items + 1,), -1, dtype=torch.long, device=o.device)
-        lookup[uniq] = torch.arange(uniq.numel(), device=o.device)
+        uniq, lookup = id_lookup(o, self.n_items + 1)  # lookup: -1 for ids not among `o`
+        inv = lookup.index_select(0, o)
         starts = indptr.index_select(0, a)
         counts = indptr.index_select(0, a + 1) - starts
         rows = torch.repeat_interleave(torch.arange(a.numel(), device=a.device), counts)
