@@ -30,10 +30,12 @@ $H experiment run experiments/table8 --threads 1; \
 $H experiment run experiments/table4 --threads 1; \
 $H experiment run experiments/table5 --threads 1; \
 $H experiment run experiments/table2 --threads 1"
-  # issue 6: Table 3 seed 42 (43-44 come from the cmp lane), quantisers, backbones; Table 2
+  # issue 6: Table 3 seed 42 (43-44 come from the cmp lane), quantisers, backbones, the check
+  # of Table 2's sampled LLM-ESR teacher against all 10 neighbours; Table 2
   [ablations]="$H experiment run experiments/table3 --seed 42 --threads 1; \
 $H experiment run experiments/table6 --threads 1; \
 $H experiment run experiments/table7 --threads 1; \
+$H experiment run experiments/llm-esr-teacher --threads 1; \
 $H experiment run experiments/table2 --threads 1"
 )
 

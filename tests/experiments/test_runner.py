@@ -270,6 +270,7 @@ def test_a_cell_finished_by_another_lane_meanwhile_is_not_trained_again(
         "experiments/table8",
         "experiments/figure3",
         "experiments/figure4",
+        "experiments/llm-esr-teacher",
     ],
 )
 def test_shipped_experiment_files_validate(name) -> None:
@@ -279,6 +280,20 @@ def test_shipped_experiment_files_validate(name) -> None:
     for cell in cells(spec):
         cfg = cell.train_config()  # every cell resolves to a valid training config
         parse_model_config(cfg.model.name, cfg.model.params())  # naming a registered model
+
+
+def test_llm_esr_teacher_check_shares_table2s_cell() -> None:
+    """The check's sampled-teacher cell must BE Table 2's (same key, same config hash), so the
+    comparison costs one extra run and compares against exactly what Table 2 reports."""
+    from h2rec.experiments.spec import config_hash
+
+    table2 = {c.key: c for c in cells(load_experiment("experiments/table2"))}
+    check = {c.model: c for c in cells(load_experiment("experiments/llm-esr-teacher"))}
+    shared = check["LLM-ESR"]
+    assert config_hash(shared.train_config()) == config_hash(table2[shared.key].train_config())
+    full = check["LLM-ESR, 10 neighbours"].train_config().model.params()
+    assert shared.train_config().model.params()["sd_neighbours"] == 2
+    assert full.get("sd_neighbours") is None
 
 
 def test_projection_adds_medians_and_calibrated_epochs(tmp_path, synth_sid_dataset) -> None:

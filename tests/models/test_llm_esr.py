@@ -141,6 +141,24 @@ def test_adapter_shape_rule_and_semantic_table_by_hand() -> None:
     assert "text" not in model.state_dict()
 
 
+def test_composed_adapter_gives_the_two_layer_gradients() -> None:
+    """The semantic table is computed through the composed map (W2 W1, W2 b1 + b2); the
+    parameters must get the gradients of the layer-by-layer formula (float64 autograd)."""
+    model = make().train()
+    weights = torch.randn(N_ITEMS + 1, D, dtype=torch.float64)  # an arbitrary linear loss
+    (model.semantic_table().double() * weights).sum().backward()
+    params = [model.adapter[0].weight, model.adapter[0].bias]
+    params += [model.adapter[1].weight, model.adapter[1].bias]
+    ref = [p.detach().double().requires_grad_() for p in params]
+    x = torch.from_numpy(TEXT).double()
+    out = (x @ ref[0].T + ref[1]) @ ref[2].T + ref[3]
+    out = out * (torch.arange(N_ITEMS + 1) > 0).double().unsqueeze(-1)  # padding row is zero
+    (out * weights).sum().backward()
+    for p, r in zip(params, ref, strict=True):
+        assert p.grad is not None and r.grad is not None
+        torch.testing.assert_close(p.grad.double(), r.grad, rtol=1e-5, atol=1e-6)
+
+
 def test_collaborative_table_starts_at_pca_of_text() -> None:
     model = make()
     pca = torch.from_numpy(pca_item_vectors(TEXT, D))
