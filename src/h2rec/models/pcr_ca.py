@@ -460,7 +460,7 @@ class PCRCA(SequentialModel):
     # -- item side ----------------------------------------------------------------------------
     def item_semantics(self, items: Tensor) -> tuple[Tensor, Quantized]:
         """`items [U]` real ids -> (e_sem `[U, d]`, the PC-AE output)."""
-        quantized = self.ae(self.text[items])
+        quantized = self.ae(F.embedding(items, self.text))  # a lookup, faster than text[items]
         if self.sem_proj is not None:
             e_sem = self.sem_proj(quantized.q_st.flatten(1).to(self.sem_proj.weight.dtype))
         else:
@@ -548,7 +548,7 @@ class PCRCA(SequentialModel):
                 out["loss_recon"] = self.ae.codebooks.sum() * 0.0
             else:
                 recon = self.ae.decode(qz.q_st.to(self.text.dtype))
-                target = self.text[state.items.items]
+                target = F.embedding(state.items.items, self.text)
                 out["loss_recon"] = cfg.recon_weight * F.mse_loss(recon.float(), target.float())
         if cfg.vq_weight > 0:
             if empty:
