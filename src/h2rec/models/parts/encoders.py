@@ -16,6 +16,7 @@ right-aligned real items only. Fully padded rows produce finite (zero) outputs.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, Protocol
 
 import torch
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from h2rec.models.parts.dropout import Dropout
+from h2rec.models.parts.dropout import dropout as apply_dropout
 
 Activation = Literal["relu", "gelu"]
 
@@ -84,10 +86,26 @@ class MultiHeadAttention(nn.Module):
             return x.view(b, -1, h, d // h).transpose(1, 2)
 
         q, k, v = split(self.q_proj(query)), split(self.k_proj(kv)), split(self.v_proj(kv))
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0
-        )
+        if self.training and self.dropout > 0.0 and not query.is_cuda:
+            out = attend_with_dropout(q, k, v, allowed, self.dropout)
+        else:
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0
+            )
         return self.out_proj(out.transpose(1, 2).reshape(b, length, d))
+
+
+def attend_with_dropout(
+    q: Tensor, k: Tensor, v: Tensor, allowed: Tensor | None, p: float
+) -> Tensor:
+    """softmax(q k^T / sqrt(d_h), masked) with dropout p on the weights, times v: what
+    `scaled_dot_product_attention` computes on CPU with dropout (its math path), but with the
+    cheap dropout mask of `parts.dropout` instead of its per-element `bernoulli_`."""
+    scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    weights = apply_dropout(torch.softmax(scores, dim=-1), p, True)
+    return torch.matmul(weights, v)
 
 
 class PointWiseFeedForward(nn.Module):
