@@ -101,6 +101,37 @@ def test_report_marks_best_second_and_significance(tmp_path) -> None:
     assert (tmp_path / "report.md").read_text() == md
 
 
+def test_significance_marks_say_the_direction(tmp_path) -> None:
+    from h2rec.experiments.report import significance_mark
+
+    assert significance_mark(+3.0, 0.03, 0.05) == "*"
+    assert significance_mark(+9.0, 0.005, 0.05) == "**"
+    assert significance_mark(-3.0, 0.03, 0.05) == "†"
+    assert significance_mark(-9.0, 0.005, 0.05) == "††"
+    assert significance_mark(-9.0, 0.2, 0.05) == ""
+    assert significance_mark(+9.0, math.nan, 0.05) == ""
+    # in a table: H2Rec's tail beats SASRec significantly (made-up values above) -> "*"; with
+    # the roles swapped (SASRec the target) the same comparison is a significant loss -> "†"
+    spec = _spec()
+    sts = [CellStatus(c, "done", r) for c, r in zip(_cells_for(spec), _records(), strict=True)]
+    tail_col = 3  # ["", model, overall NDCG@10, tail NDCG@10, head NDCG@10, ""]
+    row = {
+        ln.split("|")[1].strip(): ln.split("|")
+        for ln in report(spec, sts, tmp_path / "a").splitlines()
+        if ln.startswith("| ")
+    }
+    assert row["H2Rec"][tail_col].strip().endswith("*")
+    assert "†" not in row["H2Rec"][tail_col]
+    swapped = _spec(target="SASRec", baselines=["H2Rec"])
+    sts = [CellStatus(c, "done", r) for c, r in zip(_cells_for(swapped), _records(), strict=True)]
+    row = {
+        ln.split("|")[1].strip(): ln.split("|")
+        for ln in report(swapped, sts, tmp_path / "b").splitlines()
+        if ln.startswith("| ")
+    }
+    assert row["SASRec"][tail_col].strip().endswith("†")
+
+
 def test_protocols_get_separate_tables(tmp_path) -> None:
     spec = _spec(protocols=["full", "uni100"])
     recs = _records("full")

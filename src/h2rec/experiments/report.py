@@ -4,8 +4,10 @@
 - Per column, the best mean is **bold** and the second best _underlined_ (<u>).
 - Significance: a paired two-sided t-test (`scipy.stats.ttest_rel`, pairs = seeds both models
   finished) of the target model (e.g. H2Rec) against the STRONGEST baseline of that dataset and
-  protocol, i.e. the baseline with the best mean overall `select_metric`. A `*` (p < alpha) or
-  `**` (p < alpha / 5) marks the target's value; the p-values are listed under the table.
+  protocol, i.e. the baseline with the best mean overall `select_metric`. Where p < alpha the
+  target's value is marked by the DIRECTION of the difference: `*` (`**` for p < alpha / 5) when
+  it is significantly higher, `†` (`††`) when significantly lower, so a significant loss never
+  reads as a win; the p-values are listed under the table.
 - One table per protocol: sampled (uniN/popN) and full-ranking numbers never share a table.
 """
 
@@ -120,6 +122,15 @@ def sid_columns(spec: ExperimentSpec) -> dict[tuple[str, str], dict[str, str]]:
     return out
 
 
+def significance_mark(t: float, p: float, alpha: float) -> str:
+    """`*`/`**` for a significantly higher target, `†`/`††` for a significantly lower one
+    (the second mark at p < alpha / 5), "" when p >= alpha."""
+    if math.isnan(p) or p >= alpha:
+        return ""
+    mark = "*" if t > 0 else "†"
+    return mark * 2 if p < alpha / 5 else mark
+
+
 def protocol_table(
     spec: ExperimentSpec, data: dict[Key, dict[int, float]], protocol: str
 ) -> tuple[str, list[dict[str, Any]]]:
@@ -160,7 +171,7 @@ def protocol_table(
             elif marks.get(m) == "second":
                 cell = f"<u>{cell}</u>"
             if m == rep.target and not math.isnan(p) and p < rep.alpha:
-                cell += "**" if p < rep.alpha / 5 else "*"
+                cell += significance_mark(t, p, rep.alpha)
             text[(m, (d, g, metric))] = cell
             rows.append(
                 {
