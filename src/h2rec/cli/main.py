@@ -434,15 +434,23 @@ def experiment_run(
     except ValueError:
         err_console.print(f"[bold red]error:[/] --lane must be i/n, got {lane!r}")
         raise typer.Exit(2) from None
-    _run(
-        run,
-        spec,
-        lane=lane_t,
-        threads=threads,
-        rerun_stale=rerun_stale,
-        only=only,
-        echo=console.print,
-    )
+    from h2rec.training import distributed as ddp
+
+    if not ddp.env_world().main:  # under torchrun one process reports; the others only warn
+        logging.getLogger().setLevel(logging.WARNING)
+        set_progress(False)
+    try:
+        _run(
+            run,
+            spec,
+            lane=lane_t,
+            threads=threads,
+            rerun_stale=rerun_stale,
+            only=only,
+            echo=console.print,
+        )
+    finally:
+        ddp.cleanup()
 
 
 @experiment_app.command("status")

@@ -15,6 +15,7 @@ import logging
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -200,6 +201,7 @@ def cell_record(
         "train_seconds": summary.get("train_seconds"),
         "wall_seconds": wall_seconds,
         "device": summary.get("device"),
+        "world_size": summary.get("world_size", 1),  # processes that trained it (torchrun)
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "results": {
             protocol: {
@@ -287,8 +289,24 @@ def run_cell(spec: ExperimentSpec, cell: Cell, threads: int | None = None) -> di
         wall = max(wall, float(out["summary"].get("train_seconds") or 0.0))
     results = {p: r.to_dict() for p, r in out["results"].items()}
     record = cell_record(cell, cfg, out["summary"], results, wall)
-    atomic_write_json(cell.result_file(spec.results_path), record)
+    from h2rec.training.distributed import current_world
+
+    if current_world().main:  # data-parallel: every rank trained the cell, rank 0 records it
+        atomic_write_json(cell.result_file(spec.results_path), record)
     return record
+
+
+def _join_world(spec: ExperimentSpec) -> Any:
+    """The `training.distributed.World` that `torchrun` describes, its process group joined now
+    (as the trainer would) so that cell decisions can be broadcast; a single process otherwise."""
+    from h2rec.training import distributed as ddp
+
+    if not ddp.env_world().distributed:
+        return ddp.current_world()
+    from h2rec.training.trainer import resolve_device
+
+    world, _ = ddp.setup(resolve_device(cells(spec)[0].train_config().device))
+    return world
 
 
 def run(
@@ -304,33 +322,47 @@ def run(
 
     Each cell is trained under its lock (`locks.cell_lock`): a cell another process is running
     is skipped, and a cell is looked at again once locked, so one that another process finished
-    meanwhile is not trained twice. Lanes may therefore overlap."""
+    meanwhile is not trained twice. Lanes may therefore overlap.
+
+    Under `torchrun` (WORLD_SIZE > 1) the ranks go through the cells TOGETHER, each cell trained
+    data-parallel by all of them: rank 0 reads the cell states, takes the locks and decides, and
+    every decision is broadcast, so no rank ever starts a different cell than the others (which
+    would pair one cell's collectives with another's). Rank 0 alone prints and writes results."""
     i, n = lane
     if not 0 <= i < n:
         raise ConfigError(f"lane {i}/{n}: need 0 <= i < n")
-    statuses = status(spec, only)
-    echo(f"{spec.name}: {len(statuses)} cells; " + describe(projection(statuses)))
+    from h2rec.training.distributed import broadcast_object
+
+    world = _join_world(spec)
+    say = echo if world.main else (lambda _: None)
+    statuses = broadcast_object(status(spec, only) if world.main else None, world)
+    say(f"{spec.name}: {len(statuses)} cells; " + describe(projection(statuses)))
     for k, st in enumerate(statuses):
         if k % n != i or st.state == "done" or (st.state == "stale" and not rerun_stale):
             if st.state == "stale" and not rerun_stale and k % n == i:
-                echo(f"  {st.cell.key}: stale (config changed); pass --rerun-stale to redo it")
+                say(f"  {st.cell.key}: stale (config changed); pass --rerun-stale to redo it")
             continue
-        with cell_lock(lock_path(spec.runs_path, st.cell.run_name)) as mine:
+        lock = cell_lock(lock_path(spec.runs_path, st.cell.run_name)) if world.main else None
+        with lock if lock is not None else nullcontext(True) as mine:
+            now = None
+            if world.main:
+                now = cell_status(spec, st.cell, locked_by_us=True) if mine else None
+            mine, now = broadcast_object((mine, now), world)
             if not mine:
-                echo(f"  {st.cell.key}: running in another process; skipped")
+                say(f"  {st.cell.key}: running in another process; skipped")
                 continue
-            now = cell_status(spec, st.cell, locked_by_us=True)
+            assert now is not None
             if now.state == "done" or (now.state == "stale" and not rerun_stale):
                 statuses[k] = now
                 continue
-            echo(f"[{k + 1}/{len(statuses)}] {st.cell.key} ({now.state})")
+            say(f"[{k + 1}/{len(statuses)}] {st.cell.key} ({now.state})")
             st.record = run_cell(spec, st.cell, threads)
         st.state = "done"
         ndcg = ", ".join(
             f"{p} {r['overall'].get('NDCG@10', float('nan')):.4f}"
             for p, r in st.record["results"].items()
         )
-        echo(
+        say(
             f"  done in {st.record['wall_seconds'] / 60:.1f} min, "
             f"{st.record['epochs_run']} epochs; test NDCG@10 {ndcg}"
         )
