@@ -98,6 +98,7 @@ from h2rec.models.parts.encoders import (
     build_encoder,
     encode_last,
 )
+from h2rec.models.parts.ids import unique_ids
 from h2rec.models.parts.items import HashItemEmbedding
 from h2rec.models.parts.pca import pca_item_vectors
 from h2rec.models.parts.scorers import dot_items
@@ -446,7 +447,7 @@ class LLMESR(SequentialModel):
         """(teacher `[B, 2d]`, has_teacher `[B]`): the mean last-slot user vector over each
         user's neighbours' training sequences, without gradients."""
         nbrs = self.sample_neighbours(users)
-        unique, inverse = torch.unique(nbrs, return_inverse=True)  # 0 (none) sorts first
+        unique, inverse = unique_ids(nbrs, self.windows.shape[0])  # 0 (none) sorts first
         lengths, order = self.window_lengths[unique].sort()
         vectors = torch.zeros(len(unique), 2 * self.d, device=nbrs.device)
         with torch.no_grad():

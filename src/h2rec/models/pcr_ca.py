@@ -113,6 +113,7 @@ from h2rec.models.parts.encoders import (
     attention_mask,
     build_encoder,
 )
+from h2rec.models.parts.ids import unique_ids
 from h2rec.models.parts.items import HashItemEmbedding
 from h2rec.models.parts.pca import pca_item_vectors
 from h2rec.models.parts.scorers import dot_items
@@ -473,7 +474,7 @@ class PCRCA(SequentialModel):
         distinct real items with their PC-AE output and semantic embeddings).
 
         The PC-AE runs once per distinct id, not once per occurrence."""
-        uniq, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
+        uniq, inverse = unique_ids(ids.reshape(-1), self.n_items + 2)  # ids <= [MASK] = n_items + 1
         real = (uniq > 0) & (uniq <= self.n_items)
         e_u, quantized = self.item_semantics(uniq.clamp(1, self.n_items))
         batch = SemanticBatch(uniq[real], quantized.select(real), e_u[real])

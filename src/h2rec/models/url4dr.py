@@ -113,6 +113,7 @@ from h2rec.models.base import SequentialModel
 from h2rec.models.inputs import ModelInputs
 from h2rec.models.parts.cache import TensorCache, no_grad_eval
 from h2rec.models.parts.encoders import Activation, Backbone, build_encoder
+from h2rec.models.parts.ids import unique_ids
 from h2rec.models.parts.scorers import DotScorer, dot_items
 from h2rec.models.registry import ModelConfig, register_model
 
@@ -448,7 +449,7 @@ class URL4DR(SequentialModel):
     def _item_rows(self, ids: Tensor) -> tuple[Tensor, Tensor, Tensor, Quantised]:
         """(vectors `[*ids.shape, width]`, unique real items, their counts in `ids`, their
         quantisation). Padding is zero, [MASK] its learnable vector."""
-        uniq, inv = torch.unique(ids, return_inverse=True)
+        uniq, inv = unique_ids(ids, self.n_items + 2)  # ids <= [MASK] = n_items + 1
         is_item = (uniq >= 1) & (uniq <= self.n_items)
         where = torch.nonzero(is_item, as_tuple=True)[0]
         items = uniq[where]
