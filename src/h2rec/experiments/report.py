@@ -170,7 +170,7 @@ def protocol_table(
                 cell = f"**{cell}**"
             elif marks.get(m) == "second":
                 cell = f"<u>{cell}</u>"
-            if m == rep.target and not math.isnan(p) and p < rep.alpha:
+            if m == rep.target:
                 cell += significance_mark(t, p, rep.alpha)
             text[(m, (d, g, metric))] = cell
             rows.append(

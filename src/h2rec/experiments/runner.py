@@ -19,7 +19,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -34,6 +34,9 @@ from h2rec.experiments.spec import (
     record_hash,
 )
 from h2rec.io import atomic_write_json
+
+if TYPE_CHECKING:
+    from h2rec.training.distributed import World
 
 log = logging.getLogger("h2rec")
 CELL_FORMAT = "h2rec-cell/1"
@@ -296,7 +299,7 @@ def run_cell(spec: ExperimentSpec, cell: Cell, threads: int | None = None) -> di
     return record
 
 
-def _join_world(spec: ExperimentSpec) -> Any:
+def _join_world(spec: ExperimentSpec) -> World:
     """The `training.distributed.World` that `torchrun` describes, its process group joined now
     (as the trainer would) so that cell decisions can be broadcast; a single process otherwise."""
     from h2rec.training import distributed as ddp
@@ -344,9 +347,7 @@ def run(
             continue
         lock = cell_lock(lock_path(spec.runs_path, st.cell.run_name)) if world.main else None
         with lock if lock is not None else nullcontext(True) as mine:
-            now = None
-            if world.main:
-                now = cell_status(spec, st.cell, locked_by_us=True) if mine else None
+            now = cell_status(spec, st.cell, locked_by_us=True) if world.main and mine else None
             mine, now = broadcast_object((mine, now), world)
             if not mine:
                 say(f"  {st.cell.key}: running in another process; skipped")

@@ -18,6 +18,8 @@ kernel of `F.dropout` is already fast and is used unchanged.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -51,9 +53,7 @@ def _byte_table(k: int, j: int, dtype: torch.dtype, device: torch.device) -> Ten
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, like: Tensor) -> Tensor:
     """0 or 1 / (1 - p) per element, kept with probability 1 - p, in `like`'s dtype and device.
     For 0 < p < 1 on CPU (see the module docstring for how it is drawn)."""
-    n = 1
-    for size in shape:
-        n *= int(size)
+    n = math.prod(shape)
     found = dyadic(p)
     if found is None:
         return torch.rand(shape, dtype=like.dtype, device=like.device).ge_(p).mul_(1.0 / (1.0 - p))
