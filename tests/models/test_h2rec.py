@@ -26,7 +26,7 @@ from h2rec.models.h2rec.alignment import (
 )
 from h2rec.models.h2rec.fusion import GranularityCrossAttention
 from h2rec.models.inputs import ModelInputs
-from h2rec.models.parts.sid import project_codebooks
+from h2rec.models.parts.sid import CodeEmbedding, project_codebooks
 
 N_ITEMS = 30
 D = 8
@@ -889,6 +889,48 @@ def test_code_tables_are_scaled_projected_codebooks(book_width: int) -> None:
     book_norms = [np.linalg.norm(b) for b in projected]
     np.testing.assert_allclose(
         np.array(norms) / norms[0], np.array(book_norms) / book_norms[0], rtol=1e-5
+    )
+
+
+def test_weighted_code_sum_and_its_gradients_equal_a_float64_level_loop() -> None:
+    """CodeEmbedding.weighted (one embedding bag) against sum_l w_l E[row_l] written out in
+    float64, value and both gradients; padding ids give zeros and send nothing to row 0."""
+    codes = np.array([[-1, -1, -1], [0, 1, 2], [2, 0, 1], [1, 1, 0], [0, 0, 0]])
+    emb = CodeEmbedding(codes, [3, 2, 3], 5)
+    with torch.no_grad():
+        emb.table.weight[0] = 0.0
+    ids = torch.tensor([[0, 1, 2, 3], [4, 4, 0, 1]])
+    weights = torch.rand(2, 4, 3, dtype=torch.float32, requires_grad=True)
+    out = emb.weighted(ids, weights)
+    upstream = torch.randn(2, 4, 5)
+    (out * upstream).sum().backward()
+
+    table = emb.table.weight.detach().double().numpy()
+    w = weights.detach().double().numpy()
+    g = upstream.double().numpy()
+    offsets = [1, 4, 6]
+    expected = np.zeros((2, 4, 5))
+    grad_table = np.zeros_like(table)
+    grad_w = np.zeros((2, 4, 3))
+    for b in range(2):
+        for t in range(4):
+            item = int(ids[b, t])
+            if item == 0:
+                continue
+            for level in range(3):
+                row = offsets[level] + codes[item, level]
+                expected[b, t] += w[b, t, level] * table[row]
+                grad_table[row] += w[b, t, level] * g[b, t]
+                grad_w[b, t, level] = table[row] @ g[b, t]
+    np.testing.assert_allclose(out.detach().double().numpy(), expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(emb.table.weight.grad.double().numpy(), grad_table, atol=1e-6)
+    np.testing.assert_allclose(weights.grad.double().numpy(), grad_w, atol=1e-6)
+    assert not emb.table.weight.grad[0].any()
+    # weights broadcast over the ids' trailing axis ([B, 1, G] for a per-row alpha)
+    shared = emb.weighted(ids, weights[:, :1].detach())
+    np.testing.assert_allclose(
+        shared.detach().numpy(),
+        emb.weighted(ids, weights[:, :1].detach().expand(-1, 4, -1)).detach().numpy(),
     )
 
 

@@ -32,6 +32,7 @@ from h2rec.models.losses import (
     full_ce,
     num_negatives_needed,
 )
+from h2rec.models.parts.slots import take_slots
 
 Logs = dict[str, Tensor]
 
@@ -108,8 +109,9 @@ class _ScoredObjective:
         """The loss over the selected slots (rows, cols); a zero that keeps the graph if none."""
         if rows.numel() == 0:
             return hidden.sum() * 0.0
-        neg = negatives[rows, cols] if negatives is not None else None
-        return self._loss(model, hidden[rows, cols], labels[rows, cols], neg)
+        flat = rows * labels.shape[1] + cols
+        neg = take_slots(negatives, flat) if negatives is not None else None
+        return self._loss(model, take_slots(hidden, flat), take_slots(labels, flat), neg)
 
 
 class NextItemObjective(_ScoredObjective):

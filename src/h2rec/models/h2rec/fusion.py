@@ -103,7 +103,7 @@ class GranularityCrossAttention(nn.Module):
     def forward(
         self,
         hid: Tensor,
-        levels: Tensor,
+        levels: Tensor | None,
         alpha: Tensor,
         mask: Tensor,
         keys: Tensor | None = None,
@@ -114,15 +114,19 @@ class GranularityCrossAttention(nn.Module):
 
         `keys`/`values` `[B, G, L, d]` (level-major): K_l and V_l precomputed by the caller, e.g.
         by projecting the small code table once and gathering (`project_table`), which is G L /
-        (codes) times cheaper than projecting every slot of every level. Level-major, the G
-        levels' key slots are one axis of G L without a copy (a row stride wider than d is fine
-        for the batched product)."""
+        (codes) times cheaper than projecting every slot of every level; `levels` is then unused
+        (may be None). Level-major, the G levels' key slots are one axis of G L without a copy (a
+        row stride wider than d is fine for the batched product)."""
         if self.query_side == "sid":
+            if levels is None:
+                raise ValueError("query='sid' needs the level embeddings `levels`")
             return self._sid_query(hid, levels, alpha, mask)
-        b, length, n_levels, d = levels.shape
         if keys is None or values is None:
+            if levels is None:
+                raise ValueError("pass either `levels` or precomputed `keys` and `values`")
             by_level = levels.transpose(1, 2)
             keys, values = self.w_k(by_level), self.w_v(by_level)
+        b, n_levels, length, d = keys.shape
         q = self.w_q(hid) * self.scale  # [B, L, d]; scaling Q is L G times cheaper than Q K^T
         k = keys.reshape(b, n_levels * length, d)  # level-major key slots (a view)
         v = values.reshape(b, n_levels * length, d)

@@ -51,6 +51,7 @@ from h2rec.models.parts.items import HashItemEmbedding
 from h2rec.models.parts.pca import pca_item_vectors
 from h2rec.models.parts.scorers import dot_items
 from h2rec.models.parts.sid import CodeEmbedding
+from h2rec.models.parts.slots import take_slots
 
 
 def _encoder(cfg: H2RecConfig) -> nn.Module:
@@ -70,8 +71,8 @@ def _encoder(cfg: H2RecConfig) -> nn.Module:
 class H2RecState:
     """What the auxiliary losses reuse from the forward pass."""
 
+    seqs: Tensor  # [B, L] the encoded item ids
     mask: Tensor  # [B, L] real slots
-    levels: Tensor  # [B, L, G, d] g^l_t
     alpha: Tensor  # [B, L|1, G] fusion weights (those used for E^sid and scoring)
     u_sid: Tensor  # [B, L, d] ([B, d] from `encode(last_only=True)`)
     u_hid: Tensor  # [B, L, d] (likewise)
@@ -156,17 +157,6 @@ class H2Rec(SequentialModel):
         filled = torch.gather(seqs, 1, last.clamp(min=0))
         return torch.where(last >= 0, filled, seqs)
 
-    def _sid_input(self, levels: Tensor, weights: Tensor) -> Tensor:
-        """E^sid = sum_l w_l g^l (Eq. 3), `[B, L, d]`.
-
-        A sum of G scaled `[B, L, d]` slices, not an einsum: einsum copies the (possibly
-        level-major, strided) `levels` into its own layout first, which cost more than the sum."""
-        w = weights.unsqueeze(-1)  # [B, L|1, G, 1]
-        out = levels[:, :, 0] * w[:, :, 0]
-        for level in range(1, levels.shape[2]):
-            out = out + levels[:, :, level] * w[:, :, level]
-        return out
-
     def _encode_sid(self, e_sid: Tensor, mask: Tensor) -> Tensor:
         return self.sid_encoder(e_sid * self.embedding_scale, mask)
 
@@ -184,23 +174,22 @@ class H2Rec(SequentialModel):
             raise ValueError(f"expected item sequences [B, L], got shape {tuple(seqs.shape)}")
         mask = seqs != 0
         e_hid = self.hid.embed(seqs)
-        keys = values = None
+        keys = values = levels = None
         if self.cross is not None and self.cfg.cross_attention_query == "hid":
-            # One gather for g^l, K_l and V_l: project the small code table, then look up rows,
-            # level-major ([B, G, L, 3d]), so K and V reach the cross attention as views.
-            table = self.codes.table.weight
-            k_table, v_table = self.cross.project_table(table)
-            by_level = self.codes.levels_by_level(seqs, torch.cat([table, k_table, v_table], dim=1))
-            levels_lm, keys, values = by_level.split(self.d, dim=-1)
-            levels = levels_lm.transpose(1, 2)  # [B, L, G, d], a view
-        else:
+            # One gather for K_l and V_l: project the small code table, then look up rows,
+            # level-major ([B, G, L, 2d]), so K and V reach the cross attention as views. The
+            # g^l themselves are never materialised: E^sid is a weighted embedding bag.
+            k_table, v_table = self.cross.project_table(self.codes.table.weight)
+            kv = self.codes.levels_by_level(seqs, torch.cat([k_table, v_table], dim=1))
+            keys, values = kv.split(self.d, dim=-1)
+        elif self.cross is not None:
             levels = self.codes.levels(seqs)
         queries = self.query_items(seqs)
         alpha = self.alpha(e_hid if queries is seqs else self.hid.embed(queries))
         sid_weights = (
             alpha if self.cfg.sid_fusion == "alpha" else torch.full_like(alpha, 1.0 / self.n_levels)
         )
-        e_sid = self._sid_input(levels, sid_weights)
+        e_sid = self.codes.weighted(seqs, sid_weights)  # Eq. 3, [B, L, d]
         u_masked = None
         if last_only:
             u_sid = encode_last(self.sid_encoder, e_sid * self.embedding_scale, mask)
@@ -208,7 +197,7 @@ class H2Rec(SequentialModel):
             # L_MSG's masked view shares the SID encoder call with the global view (one batch of
             # 2B sequences runs faster than two of B), and only its last slot is computed in the
             # final layer: L_MSG reads nothing else (same result; dropout draws differ).
-            e_masked = self.masked_sid_input(e_sid, levels, sid_weights, mask)
+            e_masked = self.masked_sid_input(e_sid, seqs, sid_weights, mask)
             u_sid, u_masked = encode_full_and_last(
                 self.sid_encoder,
                 torch.cat([e_sid, e_masked]) * self.embedding_scale,
@@ -225,7 +214,7 @@ class H2Rec(SequentialModel):
         else:
             u_hid = self.hid_encoder(fused * self.embedding_scale, mask)
         return H2RecState(
-            mask=mask, levels=levels, alpha=sid_weights, u_sid=u_sid, u_hid=u_hid, u_masked=u_masked
+            seqs=seqs, mask=mask, alpha=sid_weights, u_sid=u_sid, u_hid=u_hid, u_masked=u_masked
         )
 
     @staticmethod
@@ -312,10 +301,8 @@ class H2Rec(SequentialModel):
         [N, k, (G+1)d] copy)."""
         u_sid, u_hid, alpha = self.split_user(user)
         with torch.autocast(device_type=user.device.type, enabled=False):
-            codes = self.codes.levels(items).float()  # [N, k, G, d]
-            per_level = (codes * u_sid.float()[:, None, None, :]).sum(-1)  # [N, k, G]
-            sid = (per_level * alpha.float().unsqueeze(1)).sum(-1)
-        return sid + dot_items(u_hid, self.hid.embed(items))
+            e_sid = self.codes.weighted(items, alpha.float().unsqueeze(1))  # [N, k, d]
+        return dot_items(u_sid, e_sid) + dot_items(u_hid, self.hid.embed(items))
 
     def train(self, mode: bool = True) -> H2Rec:
         self._weights_cache.clear()
@@ -342,27 +329,29 @@ class H2Rec(SequentialModel):
         if n > self.cfg.ca_max_anchors:  # drawn on the CPU generator: checkpointed, seeded
             keep = torch.randperm(n)[: self.cfg.ca_max_anchors].to(rows.device)
             rows, cols = rows[keep], cols[keep]
-        items = targets[rows, cols]
-        alpha = state.alpha.expand(-1, targets.shape[1], -1)[rows, cols]  # [M, G]
-        e_sid = torch.einsum("mgd,mg->md", self.codes.levels(items), alpha)
+        flat = rows * targets.shape[1] + cols
+        items = take_slots(targets, flat)
+        alpha = take_slots(state.alpha.expand(-1, targets.shape[1], -1), flat)  # [M, G]
+        e_sid = self.codes.weighted(items, alpha)
         e_hid = self.hid.embed(items)
         positive = self.positives.mask(items, items)
         return code_guided_alignment(e_sid, e_hid, positive, self.cfg.ca_temperature)
 
     def masked_sid_input(
-        self, e_sid: Tensor, levels: Tensor, weights: Tensor, mask: Tensor
+        self, e_sid: Tensor, seqs: Tensor, weights: Tensor, mask: Tensor
     ) -> Tensor:
         """L_MSG's masked view of E^sid: per sequence one level m, drawn uniformly on the CPU
         generator (seeded, checkpointed), is replaced by the learnable mask token at every real
-        slot. Built as E^sid + w_m (token - g^m) rather than by re-fusing a masked copy of all G
-        levels (the same value, a G-times smaller tensor)."""
+        slot. Built as E^sid + w_m (token - g^m), with g^m looked up for level m alone, rather
+        than by re-fusing a masked copy of all G levels (the same value, G times less work)."""
         assert self.granularity_mask is not None
-        b, length, n_levels, d = levels.shape
-        m = torch.randint(0, n_levels, (b,)).to(levels.device)
-        g_m = levels.gather(2, m.view(b, 1, 1, 1).expand(b, length, 1, d)).squeeze(2)
+        b, length = seqs.shape
+        m = torch.randint(0, self.n_levels, (b,)).to(seqs.device)
+        pick = m.view(b, 1, 1).expand(b, length, 1)
+        g_m = self.codes.table(self.codes.code_rows(seqs).gather(2, pick).squeeze(2))  # [B, L, d]
         w = weights.expand(-1, length, -1)
-        w_m = w.gather(2, m.view(b, 1, 1).expand(b, length, 1)).squeeze(2) * mask.to(w.dtype)
-        return e_sid + w_m.unsqueeze(-1) * (self.granularity_mask.to(levels.dtype) - g_m)
+        w_m = w.gather(2, pick).squeeze(2) * mask.to(w.dtype)
+        return e_sid + w_m.unsqueeze(-1) * (self.granularity_mask.to(e_sid.dtype) - g_m)
 
     def granularity_loss(self, state: H2RecState) -> Tensor:
         """L_MSG: the SID encoder's last-slot outputs of the global and the granularity-masked
@@ -371,8 +360,8 @@ class H2Rec(SequentialModel):
         real_rows = state.mask[:, -1]
         u_masked = state.u_masked
         if u_masked is None:  # forward_train ran in eval mode: make the masked view now
-            e_sid = self._sid_input(state.levels, state.alpha)
-            masked = self.masked_sid_input(e_sid, state.levels, state.alpha, state.mask)
+            e_sid = self.codes.weighted(state.seqs, state.alpha)
+            masked = self.masked_sid_input(e_sid, state.seqs, state.alpha, state.mask)
             u_masked = self._encode_sid(masked, state.mask)[:, -1]
         if int(real_rows.sum()) < 2:
             return self.granularity_mask.sum() * 0.0
