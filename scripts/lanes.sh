@@ -17,10 +17,12 @@ H=".venv/bin/h2rec"
 # the same experiment split its cells between them. Order = what the open issues need first.
 declare -A LANES=(
   # issue 5: Yelp seeds 43-44 of H2Rec / SASRec / SID-only / concat; then adopt those runs as
-  # paper-table cells (refresh_results.sh), Table 3's other seeds (H2Rec s43-44 are the adopted
-  # runs), Table 2
+  # paper-table cells (refresh_results.sh); every Table 2 baseline once on real data (Beauty,
+  # seed 42: the cheapest check that each trains there), Table 3's other seeds (H2Rec s43-44
+  # are the adopted runs), Table 2
   [cmp]="$PY scripts/h2rec_comparison.py run --datasets beauty yelp --threads 1; \
 scripts/refresh_results.sh; \
+$H experiment run experiments/table2 --dataset beauty --seed 42 --threads 1; \
 $H experiment run experiments/table3 --threads 1; \
 $H experiment run experiments/table2 --threads 1"
   # issue 6, one seed on Yelp: the beta/gamma sweeps first (L_CA's weight is what decides
