@@ -314,19 +314,3 @@ def test_overridden_score_all_falls_back_to_the_full_logits() -> None:
             2.0 * (h @ model.item_weights().t()), next_item_batch()["targets"][valid]
         )
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
-
-
-def test_take_slots_equals_advanced_indexing_with_its_gradient() -> None:
-    from h2rec.models.parts.slots import take_slots
-
-    x = torch.randn(3, 5, 4, requires_grad=True)
-    rows = torch.tensor([0, 0, 2, 1, 2])
-    cols = torch.tensor([4, 1, 0, 3, 0])  # (2, 0) twice: its gradient accumulates
-    picked = take_slots(x, rows * 5 + cols)
-    np.testing.assert_array_equal(picked.detach().numpy(), x.detach().numpy()[rows, cols])
-    upstream = torch.randn(5, 4)
-    (picked * upstream).sum().backward()
-    expected = np.zeros((3, 5, 4), dtype=np.float32)
-    for k in range(5):
-        expected[rows[k], cols[k]] += upstream[k].numpy()
-    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-6)

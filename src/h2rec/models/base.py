@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from h2rec.models.parts.encoders import encode_last
 from h2rec.models.parts.items import ItemRepresentation
 from h2rec.models.parts.scorers import DotScorer, dot_all, dot_items
+from h2rec.models.parts.take import take_rows
 
 
 class SequentialModel(nn.Module):
@@ -104,10 +105,10 @@ class SequentialModel(nn.Module):
 
     def score_items(self, user: Tensor, items: Tensor) -> Tensor:
         """`user [N, d]`, `items [N, k]` -> `[N, k]` float32 logits."""
-        logits = dot_items(user, self.item_weights()[items])
+        logits = dot_items(user, take_rows(self.item_weights(), items))
         bias = self.item_bias()
         if bias is not None:
-            logits = logits + bias[items].float()
+            logits = logits + take_rows(bias, items).float()
         return logits
 
     def score(self, seqs: Tensor, candidates: Tensor | None = None) -> Tensor:

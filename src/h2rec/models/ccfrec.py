@@ -139,6 +139,7 @@ from h2rec.models.parts.encoders import MultiHeadAttention, build_encoder
 from h2rec.models.parts.ids import unique_ids
 from h2rec.models.parts.pca import pca_item_vectors
 from h2rec.models.parts.scorers import dot_all, dot_items
+from h2rec.models.parts.take import take_rows
 from h2rec.models.registry import ModelConfig, register_model
 
 
@@ -540,7 +541,7 @@ class CCFRec(SequentialModel):
         """
         u = F.normalize(user.float(), dim=-1)
         if self._use_cache():
-            return dot_items(u, self.item_weights()[items]) / self.tau
+            return dot_items(u, take_rows(self.item_weights(), items)) / self.tau
         unique, inverse = unique_ids(items, self.n_items + 2)
         vecs = self.output_vectors(unique)
         if items.dim() == 2 and unique.numel() <= 16 * items.shape[1]:

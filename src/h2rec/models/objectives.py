@@ -32,7 +32,7 @@ from h2rec.models.losses import (
     full_ce,
     num_negatives_needed,
 )
-from h2rec.models.parts.slots import take_slots
+from h2rec.models.parts.take import take_slots
 
 Logs = dict[str, Tensor]
 

@@ -117,6 +117,7 @@ from h2rec.models.parts.ids import unique_ids
 from h2rec.models.parts.items import HashItemEmbedding
 from h2rec.models.parts.pca import pca_item_vectors
 from h2rec.models.parts.scorers import dot_items
+from h2rec.models.parts.take import take_rows
 from h2rec.models.registry import ModelConfig, register_model
 
 _BASELINE_CONFIGS: dict[str, type[ModelConfig]] = {
@@ -502,7 +503,7 @@ class PCRCA(SequentialModel):
         """`user [N, 2d]`, `items [N, k]` -> `[N, k]`; in training only the needed items go
         through the PC-AE (once per distinct item)."""
         if no_grad_eval(self):
-            return dot_items(user, self.item_weights()[items])
+            return dot_items(user, take_rows(self.item_weights(), items))
         e_sem, _ = self.semantic(items)
         return dot_items(user[..., : self.d], self.ids.embed(items)) + dot_items(
             user[..., self.d :], e_sem

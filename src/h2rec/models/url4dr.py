@@ -115,6 +115,7 @@ from h2rec.models.parts.cache import TensorCache, no_grad_eval
 from h2rec.models.parts.encoders import Activation, Backbone, build_encoder
 from h2rec.models.parts.ids import unique_ids
 from h2rec.models.parts.scorers import DotScorer, dot_items
+from h2rec.models.parts.take import take_rows
 from h2rec.models.registry import ModelConfig, register_model
 
 Distance = Literal["hybrid", "euclidean", "cosine"]
@@ -567,7 +568,7 @@ class URL4DR(SequentialModel):
         logits = dot_items(self.scorer.project(user), self.embed(items))
         bias = self.item_bias()
         if bias is not None:
-            logits = logits + bias[items].float()
+            logits = logits + take_rows(bias, items).float()
         return logits
 
     def train(self, mode: bool = True) -> URL4DR:

@@ -51,7 +51,7 @@ from h2rec.models.parts.items import HashItemEmbedding
 from h2rec.models.parts.pca import pca_item_vectors
 from h2rec.models.parts.scorers import dot_items
 from h2rec.models.parts.sid import CodeEmbedding
-from h2rec.models.parts.slots import take_slots
+from h2rec.models.parts.take import take_slots
 
 
 def _encoder(cfg: H2RecConfig) -> nn.Module:

@@ -103,4 +103,6 @@ class HashItemEmbedding(nn.Module):
         return self.embed(ids)
 
     def weight_for_scoring(self) -> Tensor:
-        return self.embedding.weight[: self.n_items + 1]
+        weight = self.embedding.weight
+        # the whole table when there are no special rows: a slice's backward zero-fills a copy
+        return weight if self.extra_tokens == 0 else weight[: self.n_items + 1]

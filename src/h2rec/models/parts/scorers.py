@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from h2rec.models.parts.take import take_rows
+
 
 def dot_all(user: Tensor, weights: Tensor) -> Tensor:
     """`[N, d] x [M, d] -> [N, M]` in float32, outside autocast.
@@ -77,7 +79,7 @@ class DotScorer(nn.Module):
         self, user: Tensor, weights: Tensor, bias: Tensor | None, items: Tensor
     ) -> Tensor:
         """`user [N, d]`, `items [N, k]` ids -> `[N, k]` float32, without building the full matrix."""
-        logits = dot_items(self.project(user), weights[items])
+        logits = dot_items(self.project(user), take_rows(weights, items))
         if bias is not None:
-            logits = logits + bias[items].float()
+            logits = logits + take_rows(bias, items).float()
         return logits
