@@ -235,3 +235,26 @@ def test_cloze_settings_reach_the_objective() -> None:
     assert (corrupted[:, -1] == 31).all()
     plain = build_objective(ObjectiveSection(), model, 30)
     assert isinstance(plain, ClozeObjective) and plain.last_item_prob == 0.0
+
+
+def test_epoch_losses_are_the_means_of_the_steps_losses(tmp_path, synth_ds) -> None:
+    """The epoch row's loss and loss parts (summed on the device, read once per epoch) equal the
+    mean over the epoch's steps of the objective's own values, recorded independently."""
+    cfg = _cfg(
+        tmp_path, synth_ds, "name=means", "epochs=1", "objective.loss=bpr", "model.name=sasrec"
+    )
+    trainer = Trainer(cfg, synth_ds)
+    objective = trainer.objective
+    seen: list[tuple[float, float]] = []
+
+    def recording(model, batch, target_norm=None):
+        loss, logs = objective(model, batch, target_norm=target_norm)
+        seen.append((loss.item(), logs["loss_rec"].item()))
+        return loss, logs
+
+    trainer.objective = recording  # type: ignore[assignment]
+    trainer.fit()
+    row = _metrics(tmp_path / "means")[0]
+    assert len(seen) == trainer.batches.steps(1)
+    assert row["loss"] == pytest.approx(sum(s[0] for s in seen) / len(seen), rel=1e-12)
+    assert row["loss_rec"] == pytest.approx(sum(s[1] for s in seen) / len(seen), rel=1e-12)

@@ -27,8 +27,16 @@ class TrainBatch:
     users: torch.Tensor  # [B] internal user ids
 
     def to(self, device: torch.device | str) -> TrainBatch:
+        """The batch on `device`. To CUDA the host tensors are pinned first, so the copy is
+        truly asynchronous: the host goes on building the next batch while it runs."""
+        pin = torch.device(device).type == "cuda"
+
         def mv(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(device, non_blocking=True)
+            if t is None:
+                return None
+            if pin and t.device.type == "cpu":
+                t = t.pin_memory()
+            return t.to(device, non_blocking=True)
 
         return TrainBatch(mv(self.inputs), mv(self.targets), mv(self.negatives), mv(self.users))  # type: ignore[arg-type]
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from h2rec.config import dump_yaml, load_config
 from h2rec.data import Dataset, load_dataset
@@ -409,11 +410,19 @@ class Trainer:
         self.model.train()
         self.model.start_epoch(epoch, cfg.epochs)
         t0 = time.perf_counter()
-        total_loss, n_batches, n_seqs, n_targets = 0.0, 0, 0, 0
-        parts: dict[str, float] = {}  # loss components (loss_rec, H2Rec's loss_ca, loss_msg)
+        n_batches, n_seqs, n_targets = 0, 0, 0
+        # Loss sums stay on the device (float64, as the Python floats they replace) and are read
+        # once per epoch: reading a CUDA scalar every step would make the host wait for the GPU.
+        # The progress bar reads the running loss every step on CPU (free there) and every
+        # `_BAR_SYNC_EVERY` steps on an accelerator.
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        part_sums: dict[str, Tensor] = {}  # loss components (loss_rec, H2Rec's loss_ca, loss_msg)
+        sync_every = 1 if self.device.type == "cpu" else _BAR_SYNC_EVERY
+        shown = float("nan")
         bar = _EpochBar(epoch + 1, cfg.epochs, self.batches.steps(world.size), show=world.main)
         with bar:
             for batch in self.batches.epoch(epoch, rank=world.rank, world_size=world.size):
+                n_targets += batch.n_targets  # counted on the host batch, before the copy
                 batch = batch.to(self.device)
                 norm = self.targets_per_batch if cfg.loss_norm == "constant" else None
                 with self._autocast():
@@ -430,14 +439,19 @@ class Trainer:
                 if self.scheduler is not None:
                     self.scheduler.step()
                 state["global_step"] += 1
-                total_loss += float(loss.detach())
+                loss_sum += loss.detach().double()
                 for key, value in logs.items():
                     if key.startswith("loss_"):
-                        parts[key] = parts.get(key, 0.0) + float(value)
+                        part = value.detach().double()
+                        part_sums[key] = part_sums[key] + part if key in part_sums else part
                 n_batches += 1
                 n_seqs += batch.inputs.shape[0]
-                n_targets += batch.n_targets
-                bar.advance(total_loss / n_batches, n_seqs / (time.perf_counter() - t0))
+                if bar.enabled:
+                    if n_batches % sync_every == 0:
+                        shown = float(loss_sum) / n_batches
+                    bar.advance(shown, n_seqs / (time.perf_counter() - t0))
+        total_loss = float(loss_sum)
+        parts = {key: float(value) for key, value in part_sums.items()}
         train_s = time.perf_counter() - t0
         if world.distributed:
             # weights are equal on every rank; buffers a model updates from its own batch are
@@ -582,6 +596,9 @@ def _sum_over_ranks(
         sum(g[4] for g in gathered),
         max(g[5] for g in gathered),
     )
+
+
+_BAR_SYNC_EVERY = 50  # steps between progress-bar loss reads on an accelerator
 
 
 class _EpochBar:
