@@ -6,7 +6,8 @@ INTERLEAVED: round r runs one training step of each model on its r-th batch, and
 full-ranking pass over the validation users is repeated in alternation. So a burst of other work
 on a shared machine hits all models alike; the ratios to SASRec are medians of per-round ratios.
 Peak RSS comes from a separate subprocess per model (build, a few steps, one evaluation).
-Targets: training step <= 3x SASRec's, full-ranking inference <= 2x.
+Targets: training step <= 3x SASRec's, full-ranking inference <= 2x. Last, the encoder floor:
+what H2Rec's three encoder passes alone cost against SASRec's whole step.
 
 Needs a prepared dataset with SIDs and text embeddings (default: Beauty, made by
 `h2rec prepare -c data/beauty && h2rec embed beauty -c embed/minilm &&
@@ -124,6 +125,56 @@ def timings(data: str, loss: str, steps: int, eval_repeats: int, adam: str) -> l
     return rows
 
 
+def encoder_floor(data: str, steps: int, adam: str) -> tuple[float, float]:
+    """(SASRec's encoder forward + backward / SASRec's BPR step, H2Rec's three encoder passes /
+    SASRec's BPR step), medians of per-batch ratios on the same batches, interleaved.
+
+    The three passes are what any H2Rec step must run: the SID encoder over the global and the
+    L_MSG-masked view (the masked one's last layer at the last slot only) and the HID encoder.
+    Their cost against SASRec's WHOLE step bounds how close H2Rec's step can get to SASRec's."""
+    import torch
+
+    from h2rec.models.parts.encoders import encode_full_and_last
+
+    tr, _, _ = build(data, "sasrec", "bpr", adam)
+    h2rec = build(data, "h2rec", "bpr", adam)[0].model
+    model, opt, norm = tr.model, tr.optimizer, tr.targets_per_batch
+    assert opt is not None
+    batches = [b.as_dict() for _, b in zip(range(steps + 3), tr.batches.epoch(1), strict=False)]
+
+    def full(b: dict) -> None:
+        loss, _ = tr.objective(model, b, target_norm=norm)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def sasrec_encoder(b: dict) -> None:
+        seqs = b["inputs"]
+        emb = model.input_embeddings(seqs).detach().requires_grad_()
+        model.encoder(emb, seqs != 0).sum().backward()
+
+    def h2rec_encoders(b: dict) -> None:
+        seqs = b["inputs"]
+        mask, n = seqs != 0, seqs.shape[0]
+        emb = torch.randn(*seqs.shape, h2rec.d, requires_grad=True)
+        both = torch.cat([emb, emb])
+        glob, last = encode_full_and_last(h2rec.sid_encoder, both, torch.cat([mask, mask]), n)
+        hid = h2rec.hid_encoder(emb, mask)
+        (glob.sum() + last.sum() + hid.sum()).backward()
+
+    times: dict[str, list[float]] = {"full": [], "enc": [], "h2": []}
+    for i, b in enumerate(batches):
+        for key, fn in (("full", full), ("enc", sasrec_encoder), ("h2", h2rec_encoders)):
+            t0 = time.perf_counter()
+            fn(b)
+            if i >= 3:  # warm-up
+                times[key].append(time.perf_counter() - t0)
+    pairs = list(zip(times["enc"], times["h2"], times["full"], strict=True))
+    return statistics.median(e / f for e, _, f in pairs), statistics.median(
+        h / f for _, h, f in pairs
+    )
+
+
 def peak_rss(data: str, model: str, loss: str, adam: str) -> float:
     """Peak RSS (MB) of a process that builds one model, trains 3 steps and evaluates once."""
     _, step, evaluate = build(data, model, loss, adam)
@@ -185,6 +236,11 @@ def main() -> None:
             f"{r['eval_users_per_s']:>12.0f} {r['eval_s']:>7.2f} {r['eval_ratio']:>7.2f}x | "
             f"{r['peak_rss_mb']:>11.0f}"
         )
+    share, floor = encoder_floor(args.data, args.steps, args.adam)
+    print(
+        f"encoder floor (BPR batches): SASRec's encoder forward + backward is {share:.2f} of "
+        f"SASRec's step; H2Rec's three encoder passes alone are {floor:.2f}x SASRec's step"
+    )
 
 
 if __name__ == "__main__":
