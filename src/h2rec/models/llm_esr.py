@@ -102,6 +102,7 @@ from h2rec.models.parts.ids import unique_ids
 from h2rec.models.parts.items import HashItemEmbedding
 from h2rec.models.parts.pca import pca_item_vectors
 from h2rec.models.parts.scorers import dot_items
+from h2rec.models.parts.take import take_rows
 from h2rec.models.registry import ModelConfig, register_model
 
 
@@ -383,7 +384,7 @@ class LLMESR(SequentialModel):
         """`user [N, 2d]`, `items [N, k]` -> `[N, k]`, gathering only the needed rows."""
         d = self.d
         co = dot_items(user[..., :d], self.ids.embed(items))
-        return co + dot_items(user[..., d:], self.semantic_table()[items])
+        return co + dot_items(user[..., d:], take_rows(self.semantic_table(), items))
 
     # -- forward ------------------------------------------------------------------------------
     def encode(self, seqs: Tensor, semantic: Tensor, last_only: bool = False) -> Tensor:
@@ -397,7 +398,7 @@ class LLMESR(SequentialModel):
             raise ValueError(f"expected item sequences [B, L], got shape {tuple(seqs.shape)}")
         mask = seqs != 0
         e_co = self.ids.embed(seqs) * self.embedding_scale
-        e_se = semantic[seqs].to(e_co.dtype) * self.embedding_scale
+        e_se = take_rows(semantic, seqs).to(e_co.dtype) * self.embedding_scale
         if self.cross_co is not None and self.cross_se is not None:
             e_co, e_se = self.cross_co(e_se, e_co, mask), self.cross_se(e_co, e_se, mask)
         views, masks = torch.cat([e_co, e_se]), torch.cat([mask, mask])
