@@ -318,3 +318,41 @@ def test_projection_adds_medians_and_calibrated_epochs(tmp_path, synth_sid_datas
     measured = calibrate(cs["SASRec", 3], steps=2)
     assert measured["epoch_s"] > 0 and measured["max_epochs"] == 1.0
     assert not (spec.runs_path / cs["SASRec", 3].run_name).exists()  # nothing written
+
+
+def test_until_starts_only_cells_expected_to_finish_in_time(
+    tmp_path, synth_sid_dataset, monkeypatch
+) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from h2rec.io import atomic_write_json
+
+    spec = _spec(tmp_path, synth_sid_dataset, seeds=[1, 2, 3])
+    cs = {(c.model, c.seed): c for c in cells(spec)}
+    for seed, wall in ((1, 100.0), (2, 300.0)):  # finished SASRec cells: 100 s and 300 s
+        cell = cs["SASRec", seed]
+        record = runner.cell_record(cell, cell.train_config(), {}, {}, wall)
+        atomic_write_json(cell.result_file(spec.results_path), record)
+    # SASRec s3 is expected to take the median of its model's cells, 200 s; MostPop has none,
+    # so it counts as the dataset's longest finished cell, 300 s
+    assert runner.duration_estimate(spec, cs["SASRec", 3]) == 200.0
+    assert runner.duration_estimate(spec, cs["MostPop", 1]) == 300.0
+    ran: list[str] = []
+    monkeypatch.setattr(
+        runner,
+        "run_cell",
+        lambda s, c, t=None: (
+            ran.append(c.key) or {"wall_seconds": 0, "epochs_run": 0, "results": {}}
+        ),
+    )
+    now = datetime.now(timezone.utc)
+    said: list[str] = []
+    run(spec, until=now + timedelta(seconds=150), echo=said.append)
+    assert ran == []
+    assert sum("left for later" in line for line in said) == 4
+    run(spec, until=now + timedelta(seconds=250), echo=lambda _: None)
+    assert ran == [cs["SASRec", 3].key]
+    run(spec, echo=lambda _: None)  # no deadline: every unfinished cell (the fake writes none)
+    assert sorted(ran[1:]) == sorted(
+        [cs["SASRec", 3].key] + [cs["MostPop", s].key for s in (1, 2, 3)]
+    )

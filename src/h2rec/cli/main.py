@@ -403,6 +403,13 @@ def experiment_run(
     model: Annotated[list[str] | None, typer.Option(help="only these model labels")] = None,
     seed: Annotated[list[int] | None, typer.Option(help="only these seeds")] = None,
     dry_run: Annotated[bool, typer.Option(help="print the plan and projection only")] = False,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            help="ISO time (e.g. 2026-12-06T10:50, local unless it names a zone): start only "
+            "cells whose expected duration (finished cells of the same model) ends before it"
+        ),
+    ] = None,
     calibrate: Annotated[
         bool,
         typer.Option(help="dry run that times a few steps of each unmeasured model (no training)"),
@@ -434,6 +441,17 @@ def experiment_run(
     except ValueError:
         err_console.print(f"[bold red]error:[/] --lane must be i/n, got {lane!r}")
         raise typer.Exit(2) from None
+    deadline = None
+    if until is not None:
+        from datetime import datetime
+
+        try:
+            deadline = datetime.fromisoformat(until)
+        except ValueError:
+            err_console.print(f"[bold red]error:[/] --until must be an ISO time, got {until!r}")
+            raise typer.Exit(2) from None
+        if deadline.tzinfo is None:
+            deadline = deadline.astimezone()  # local time
     from h2rec.training import distributed as ddp
 
     if not ddp.env_world().main:  # under torchrun one process reports; the others only warn
@@ -448,6 +466,7 @@ def experiment_run(
             rerun_stale=rerun_stale,
             only=only,
             echo=console.print,
+            until=deadline,
         )
     finally:
         ddp.cleanup()

@@ -164,6 +164,36 @@ def projection(
     return {"cells_left": n_left, **out, "unknown_cells": unknown}
 
 
+def duration_estimate(spec: ExperimentSpec, cell: Cell) -> float | None:
+    """Seconds this cell is expected to take, from the finished cells in the experiment's result
+    store (shared by experiments, so Table 3's cells inform Table 4's): the median wall time of
+    cells of the same model class (`model.name`) on the same dataset, else of that model class
+    on any dataset, else the LONGEST finished cell on the dataset (an unknown model is assumed
+    slow rather than fast), else None."""
+    name = cell.train_config().model.name
+    same, same_model, dataset = [], [], []
+    for f in spec.results_path.glob("*/*.json"):
+        try:
+            rec = read_record(f)
+        except ConfigError:
+            continue
+        if rec is None or not rec.get("wall_seconds"):
+            continue
+        sec = float(rec["wall_seconds"])
+        rec_name = (rec.get("config") or {}).get("model", {}).get("name")
+        if rec_name == name:
+            same_model.append(sec)
+            if rec.get("dataset") == cell.dataset:
+                same.append(sec)
+        if rec.get("dataset") == cell.dataset:
+            dataset.append(sec)
+    if same:
+        return statistics.median(same)
+    if same_model:
+        return statistics.median(same_model)
+    return max(dataset) if dataset else None
+
+
 def describe(plan: dict[str, Any]) -> str:
     """One line: the projected hours of a plan."""
     parts = [f"{plan['cells_left']} cells to run"]
@@ -320,8 +350,14 @@ def run(
     rerun_stale: bool = False,
     only: Callable[[Cell], bool] | None = None,
     echo: Callable[[str], None] = print,
+    until: datetime | None = None,
 ) -> list[CellStatus]:
     """Run every unfinished cell of this lane (cell k runs in lane k mod n).
+
+    `until` (a timezone-aware time): a cell is started only if its `duration_estimate` ends
+    before it; others are left for a later run. On a machine whose processes end at a known time
+    (a session), a cell that cannot finish would only lose its work, while a shorter one further
+    down the grid can still finish; cells without any estimate are started.
 
     Each cell is trained under its lock (`locks.cell_lock`): a cell another process is running
     is skipped, and a cell is looked at again once locked, so one that another process finished
@@ -356,6 +392,17 @@ def run(
             if now.state == "done" or (now.state == "stale" and not rerun_stale):
                 statuses[k] = now
                 continue
+            if until is not None:
+                left = (until - datetime.now(timezone.utc)).total_seconds()
+                need = duration_estimate(spec, st.cell) if world.main else None
+                fits = need is None or need <= left
+                if not broadcast_object(fits, world):
+                    expected = f"about {need / 60:.0f} min expected" if need else "no estimate"
+                    say(
+                        f"  {st.cell.key}: left for later ({expected}, "
+                        f"{max(left, 0) / 60:.0f} min before --until)"
+                    )
+                    continue
             say(f"[{k + 1}/{len(statuses)}] {st.cell.key} ({now.state})")
             st.record = run_cell(spec, st.cell, threads)
         st.state = "done"
