@@ -356,3 +356,26 @@ def test_until_starts_only_cells_expected_to_finish_in_time(
     assert sorted(ran[1:]) == sorted(
         [cs["SASRec", 3].key] + [cs["MostPop", s].key for s in (1, 2, 3)]
     )
+
+
+def test_duration_estimate_scales_a_model_from_another_dataset(tmp_path, synth_sid_dataset) -> None:
+    from h2rec.io import atomic_write_json
+
+    spec = _spec(tmp_path, synth_sid_dataset, seeds=[1, 2, 3])
+    cs = {(c.model, c.seed): c for c in cells(spec)}
+
+    def finished(cell, wall: float, dataset: str | None = None) -> None:
+        record = runner.cell_record(cell, cell.train_config(), {}, {}, wall)
+        if dataset is not None:  # the same cell as if trained on another dataset
+            record["dataset"] = dataset
+        path = spec.results_path / (dataset or cell.dataset) / f"{cell.run_name}.json"
+        atomic_write_json(path, record)
+
+    assert runner.duration_estimate(spec, cs["SASRec", 1]) is None  # nothing finished anywhere
+    finished(cs["SASRec", 1], 100.0)
+    finished(cs["SASRec", 2], 300.0)
+    finished(cs["SASRec", 1], 1000.0, dataset="big")
+    finished(cs["MostPop", 1], 900.0, dataset="big")
+    # MostPop ran only on "big", where SASRec took 1000 s against its 200 s median here: 0.2x
+    assert runner.duration_estimate(spec, cs["MostPop", 2]) == pytest.approx(180.0)
+    assert runner.duration_estimate(spec, cs["SASRec", 3]) == 200.0  # its own cells here win

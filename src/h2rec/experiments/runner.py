@@ -166,12 +166,15 @@ def projection(
 
 def duration_estimate(spec: ExperimentSpec, cell: Cell) -> float | None:
     """Seconds this cell is expected to take, from the finished cells in the experiment's result
-    store (shared by experiments, so Table 3's cells inform Table 4's): the median wall time of
-    cells of the same model class (`model.name`) on the same dataset, else of that model class
-    on any dataset, else the LONGEST finished cell on the dataset (an unknown model is assumed
-    slow rather than fast), else None."""
+    store (shared by experiments, so Table 3's cells inform Table 4's).
+
+    In order: the median wall time of cells of the same model class (`model.name`) on the same
+    dataset; else that model class's median on the other datasets, scaled by how much longer
+    this dataset's cells take than theirs (the median ratio over model classes finished on both;
+    1 without any); else the LONGEST finished cell on the dataset (an unknown model is assumed
+    slow rather than fast); else None."""
     name = cell.train_config().model.name
-    same, same_model, dataset = [], [], []
+    walls: dict[tuple[str, str], list[float]] = {}  # (dataset, model class) -> wall seconds
     for f in spec.results_path.glob("*/*.json"):
         try:
             rec = read_record(f)
@@ -179,19 +182,27 @@ def duration_estimate(spec: ExperimentSpec, cell: Cell) -> float | None:
             continue
         if rec is None or not rec.get("wall_seconds"):
             continue
-        sec = float(rec["wall_seconds"])
         rec_name = (rec.get("config") or {}).get("model", {}).get("name")
-        if rec_name == name:
-            same_model.append(sec)
-            if rec.get("dataset") == cell.dataset:
-                same.append(sec)
-        if rec.get("dataset") == cell.dataset:
-            dataset.append(sec)
-    if same:
-        return statistics.median(same)
-    if same_model:
-        return statistics.median(same_model)
-    return max(dataset) if dataset else None
+        walls.setdefault((str(rec.get("dataset")), str(rec_name)), []).append(
+            float(rec["wall_seconds"])
+        )
+    median = {key: statistics.median(v) for key, v in walls.items()}
+    if (cell.dataset, name) in median:
+        return median[cell.dataset, name]
+    scaled = []
+    for (ds, model), sec in median.items():
+        if model != name:
+            continue
+        ratios = [
+            median[cell.dataset, m] / t
+            for (d, m), t in median.items()
+            if d == ds and (cell.dataset, m) in median
+        ]
+        scaled.append(sec * (statistics.median(ratios) if ratios else 1.0))
+    if scaled:
+        return statistics.median(scaled)
+    here = [max(v) for (ds, _), v in walls.items() if ds == cell.dataset]
+    return max(here) if here else None
 
 
 def describe(plan: dict[str, Any]) -> str:
