@@ -449,3 +449,50 @@ def test_melt_beats_popularity(tmp_path, synth_sid_dataset) -> None:
         .overall["NDCG@10"]
     )
     assert got > 1.2 * pop, (got, pop)
+
+
+def test_warmup_epochs_are_not_candidates_for_selection(
+    tmp_path, synth_sid_dataset, monkeypatch
+) -> None:
+    """The warm-up trains plain SASRec: its epochs must neither be reported as MELT (best
+    checkpoint) nor use up early stopping's patience. Validation values are scripted so that
+    the warm-up's are the best of the run."""
+    from h2rec.training import Trainer
+
+    scripted = iter([0.5, 0.4, 0.3, 0.1, 0.2])
+    real = Trainer.evaluate
+
+    def evaluate(self, split, protocol):  # type: ignore[no-untyped-def]
+        res = real(self, split, protocol)
+        if split == "valid":
+            res.overall["NDCG@10"] = next(scripted)
+        return res
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    cfg = _train_cfg(
+        tmp_path,
+        synth_sid_dataset,
+        "warm",
+        "{name: melt, hidden_size: 16, warmup_epochs: 3}",
+        "epochs=5",
+        "eval.patience=1",
+        "batch_size=256",
+    )
+    summary = Trainer(cfg, synth_sid_dataset).fit()["summary"]
+    # epochs 1-3 (0.5, 0.4, 0.3) are the warm-up: the first candidate is epoch 4 (0.1), epoch 5
+    # improves on it; selecting over every epoch would have kept epoch 1 and stopped at epoch 2
+    assert (summary["best_epoch"], summary["epochs_run"]) == (5, 5)
+    rows = (tmp_path / "warm" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["valid"]["NDCG@10"] for r in rows] == [0.5, 0.4, 0.3, 0.1, 0.2]
+
+    with pytest.raises(ConfigError, match="warm-up"):
+        Trainer(
+            _train_cfg(
+                tmp_path,
+                synth_sid_dataset,
+                "too-warm",
+                "{name: melt, hidden_size: 16, warmup_epochs: 2}",
+                "epochs=2",
+            ),
+            synth_sid_dataset,
+        ).fit()

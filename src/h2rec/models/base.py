@@ -61,6 +61,15 @@ class SequentialModel(nn.Module):
         """
         return {}
 
+    @property
+    def selection_start_epoch(self) -> int:
+        """Epochs that are not candidates for model selection: validation after epoch k <= this
+        neither becomes the best checkpoint nor counts towards early stopping's patience. 0 for
+        a model trained as itself from the start; a model whose first epochs train something
+        else (MELT's plain-SASRec warm-up) returns their number, so the model it reports is
+        always the one it is named after."""
+        return 0
+
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Called by the trainer before training epoch `epoch` (0-based) of `epochs`, in train
         mode: for curricula and between-epoch updates (e.g. MELT's tail-item refresh). It must be

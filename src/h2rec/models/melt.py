@@ -358,6 +358,12 @@ class MELT(ComposedModel):
         return self.hidden(seqs)[:, -1]
 
     # -- epochs: curriculum and the tail refresh -------------------------------------------------
+    @property
+    def selection_start_epoch(self) -> int:
+        """The warm-up epochs train plain SASRec, not MELT: model selection and early stopping's
+        patience start after them."""
+        return self.cfg.warmup_epochs
+
     def start_epoch(self, epoch: int, epochs: int) -> None:
         warm = self.cfg.warmup_epochs
         on = epoch >= warm

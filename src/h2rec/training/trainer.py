@@ -390,6 +390,11 @@ class Trainer:
         elif resume and self.world.main:
             log.info("%s has no checkpoint; starting from scratch", self.run_dir)
 
+        if self.trainable and self.model.selection_start_epoch >= self.cfg.epochs:
+            raise ConfigError(
+                f"{self.cfg.model.name}: model selection starts after epoch "
+                f"{self.model.selection_start_epoch} (its warm-up) but epochs={self.cfg.epochs}"
+            )
         if self.trainable:
             if self.world.distributed and self._ddp is None:
                 self._ddp = ddp.wrap(self.model, self.objective, self.device)
@@ -481,26 +486,29 @@ class Trainer:
                     f"eval.metric {cfg.eval.metric!r} not among {sorted(res.overall)}"
                 )
             value = res.overall[cfg.eval.metric]
-            improved = state["best_metric"] is None or value > state["best_metric"]
+            # before the model's selection start (a warm-up of something else) an epoch is
+            # neither a candidate nor a bad epoch
+            selectable = epoch + 1 > self.model.selection_start_epoch
+            improved = selectable and (state["best_metric"] is None or value > state["best_metric"])
             if world.distributed:  # every rank holds the same gathered metrics; rank 0 decides
                 improved = ddp.broadcast_object(improved, world)
             if improved:
                 state.update(best_metric=value, best_epoch=epoch + 1, bad_epochs=0)
                 if world.main:
                     save_weights(self.run_dir / "best.safetensors", self.model)
-            else:
+            elif selectable:
                 state["bad_epochs"] += 1
                 if state["bad_epochs"] >= cfg.eval.patience:
                     state["stopped"] = True
             if world.main:
+                best = state["best_metric"]
                 log.info(
-                    "epoch %d  loss %.4f  valid %s %.4f  (best %.4f @ %d)  %.1fs",
+                    "epoch %d  loss %.4f  valid %s %.4f  (best %s)  %.1fs",
                     epoch + 1,
                     row["loss"],
                     cfg.eval.metric,
                     value,
-                    state["best_metric"],
-                    state["best_epoch"],
+                    "-" if best is None else f"{best:.4f} @ {state['best_epoch']}",
                     train_s,
                 )
         if world.main:
