@@ -154,7 +154,53 @@ class SASRecBlock(nn.Module):
         return self.ffn(self.ffn_norm(out)) * keep
 
 
-class SASRecEncoder(nn.Module):
+class _StackedEncoder(nn.Module):
+    """What the transformer encoders share: embeddings in (`_inputs`), blocks, an output map
+    (`_output`), and the partial passes that run the final block at the last slot only
+    (`forward_last`, `forward_partial`; see `encode_last` and `encode_full_and_last`)."""
+
+    blocks: nn.ModuleList
+
+    def _inputs(self, emb: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(first block's input, attention mask, keep) for `emb [B, L, d]`."""
+        raise NotImplementedError
+
+    def _output(self, x: Tensor, keep: Tensor) -> Tensor:
+        """The encoder's output from the final block's (identity unless overridden)."""
+        return x
+
+    def forward(self, emb: Tensor, mask: Tensor) -> Tensor:
+        x, allowed, keep = self._inputs(emb, mask)
+        for block in self.blocks:
+            x = block(x, allowed, keep)
+        return self._output(x, keep)
+
+    def _below_final(self, emb: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(input of the final block, attention mask, keep): every block but the last, run."""
+        x, allowed, keep = self._inputs(emb, mask)
+        for block in self.blocks[:-1]:
+            x = block(x, allowed, keep)
+        return x, allowed, keep
+
+    def forward_partial(self, emb: Tensor, mask: Tensor, n_full: int) -> tuple[Tensor, Tensor]:
+        """See `encode_full_and_last`: rows `[:n_full]` at every slot, the others at the last."""
+        x, allowed, keep = self._below_final(emb, mask)
+        full = self.blocks[-1](x[:n_full], allowed[:n_full], keep[:n_full])
+        return self._output(full, keep[:n_full]), self._last(
+            x[n_full:], allowed[n_full:], keep[n_full:]
+        )
+
+    def forward_last(self, emb: Tensor, mask: Tensor) -> Tensor:
+        """See `encode_last`: `[B, d]`, the output at the last slot only."""
+        return self._last(*self._below_final(emb, mask))
+
+    def _last(self, x: Tensor, allowed: Tensor, keep: Tensor) -> Tensor:
+        """The final block (and output map) at the last slot only, `[B, d]`."""
+        last = self.blocks[-1].forward_last(x, allowed[:, :, -1:], keep[:, -1:])
+        return self._output(last, keep[:, -1:])[:, 0]
+
+
+class SASRecEncoder(_StackedEncoder):
     """SASRec (Kang & McAuley, ICDM'18): learnable positions + pre-LN self-attention blocks.
 
     `causal=True` (default) is the original model: position t sees items <= t only, which is what
@@ -196,36 +242,8 @@ class SASRecEncoder(nn.Module):
         x = self.emb_dropout(emb + self.position(positions)) * keep
         return x, attention_mask(mask, self.causal), keep
 
-    def forward(self, emb: Tensor, mask: Tensor) -> Tensor:
-        x, allowed, keep = self._inputs(emb, mask)
-        for block in self.blocks:
-            x = block(x, allowed, keep)
+    def _output(self, x: Tensor, keep: Tensor) -> Tensor:
         return self.final_norm(x) * keep
-
-    def _below_final(self, emb: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(input of the final block, attention mask, keep): every block but the last, run."""
-        x, allowed, keep = self._inputs(emb, mask)
-        for block in self.blocks[:-1]:
-            x = block(x, allowed, keep)
-        return x, allowed, keep
-
-    def forward_partial(self, emb: Tensor, mask: Tensor, n_full: int) -> tuple[Tensor, Tensor]:
-        """See `encode_full_and_last`: rows `[:n_full]` at every slot, the others at the last."""
-        x, allowed, keep = self._below_final(emb, mask)
-        final = self.blocks[-1]
-        full = final(x[:n_full], allowed[:n_full], keep[:n_full])
-        return self.final_norm(full) * keep[:n_full], self._last(
-            x[n_full:], allowed[n_full:], keep[n_full:]
-        )
-
-    def forward_last(self, emb: Tensor, mask: Tensor) -> Tensor:
-        """See `encode_last`: `[B, d]`, the output at the last slot only."""
-        return self._last(*self._below_final(emb, mask))
-
-    def _last(self, x: Tensor, allowed: Tensor, keep: Tensor) -> Tensor:
-        """The final block and norm at the last slot only, `[B, d]`."""
-        last = self.blocks[-1].forward_last(x, allowed[:, :, -1:], keep[:, -1:])
-        return (self.final_norm(last) * keep[:, -1:])[:, 0]
 
 
 class BERTBlock(nn.Module):
@@ -257,7 +275,7 @@ class BERTBlock(nn.Module):
         return out * keep
 
 
-class BERT4RecEncoder(nn.Module):
+class BERT4RecEncoder(_StackedEncoder):
     """BERT4Rec (Sun et al., CIKM'19): bidirectional post-LN transformer with learnable positions.
 
     Embeddings: LN(emb + pos) then dropout, as BERT's embedding post-processor. FFN inner size
@@ -293,33 +311,6 @@ class BERT4RecEncoder(nn.Module):
         keep = mask.unsqueeze(-1).to(emb.dtype)
         x = self.emb_dropout(self.emb_norm(emb + self.position(positions))) * keep
         return x, attention_mask(mask, causal=False), keep
-
-    def forward(self, emb: Tensor, mask: Tensor) -> Tensor:
-        x, allowed, keep = self._inputs(emb, mask)
-        for block in self.blocks:
-            x = block(x, allowed, keep)
-        return x
-
-    def _below_final(self, emb: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(input of the final layer, attention mask, keep): every layer but the last, run."""
-        x, allowed, keep = self._inputs(emb, mask)
-        for block in self.blocks[:-1]:
-            x = block(x, allowed, keep)
-        return x, allowed, keep
-
-    def forward_partial(self, emb: Tensor, mask: Tensor, n_full: int) -> tuple[Tensor, Tensor]:
-        """See `encode_full_and_last`: rows `[:n_full]` at every slot, the others at the last."""
-        x, allowed, keep = self._below_final(emb, mask)
-        full = self.blocks[-1](x[:n_full], allowed[:n_full], keep[:n_full])
-        return full, self._last(x[n_full:], allowed[n_full:], keep[n_full:])
-
-    def forward_last(self, emb: Tensor, mask: Tensor) -> Tensor:
-        """See `encode_last`: `[B, d]`, the output at the last slot only."""
-        return self._last(*self._below_final(emb, mask))
-
-    def _last(self, x: Tensor, allowed: Tensor, keep: Tensor) -> Tensor:
-        """The final layer at the last slot only, `[B, d]`."""
-        return self.blocks[-1].forward_last(x, allowed[:, :, -1:], keep[:, -1:])[:, 0]
 
 
 def _shift_rows(x: Tensor, shift: Tensor) -> Tensor:
