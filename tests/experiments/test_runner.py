@@ -379,3 +379,26 @@ def test_duration_estimate_scales_a_model_from_another_dataset(tmp_path, synth_s
     # MostPop ran only on "big", where SASRec took 1000 s against its 200 s median here: 0.2x
     assert runner.duration_estimate(spec, cs["MostPop", 2]) == pytest.approx(180.0)
     assert runner.duration_estimate(spec, cs["SASRec", 3]) == 200.0  # its own cells here win
+
+
+@pytest.mark.parametrize(
+    ("model", "want"),
+    [
+        ("{name: melt, hidden_size: 16}", {"loss": "bce", "objective": "next_item"}),
+        ("{name: bert4rec, hidden_size: 16}", {"loss": "ce", "objective": "cloze"}),
+    ],
+)
+def test_trained_with_is_what_the_trainer_resolved(tmp_path, synth_sid_dataset, model, want):
+    """A cell whose config names no loss trains with its model's own (MELT: BCE) and `auto`
+    objectives resolve per model; the record's `config` keeps the unresolved default."""
+    from h2rec.config import apply_overrides, read_yaml, validate
+    from h2rec.training import TrainConfig
+
+    raw = apply_overrides(
+        read_yaml("train/sasrec-synth"),
+        [f"data={synth_sid_dataset.path}", f"runs_dir={tmp_path}", f"model={model}"],
+    )
+    raw["objective"].pop("loss")
+    cfg = validate(TrainConfig, raw)
+    assert cfg.objective.loss == "ce"  # the config's default, as a cell record stores it
+    assert runner.trained_with(Trainer(cfg, synth_sid_dataset)) == want

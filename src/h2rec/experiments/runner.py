@@ -299,6 +299,19 @@ def adopt(
     return adopted
 
 
+def trained_with(trainer: Any) -> dict[str, Any]:
+    """What a cell's `config` leaves to the model and the trainer, as they resolved it: the loss
+    (a model's own paper loss when the config names none) and the objective (`auto` is cloze
+    for bidirectional models). The stored `config` stays the cell's own, since it is the cell's
+    identity (its hash), so a reader needs this to know what the cell really trained with."""
+    from h2rec.models.objectives import ClozeObjective
+
+    return {
+        "loss": trainer.cfg.objective.loss,
+        "objective": "cloze" if isinstance(trainer.objective, ClozeObjective) else "next_item",
+    }
+
+
 def run_cell(spec: ExperimentSpec, cell: Cell, threads: int | None = None) -> dict[str, Any]:
     """Train (or resume) one cell and write its result JSON atomically; returns the record."""
     from h2rec.training import Trainer
@@ -327,12 +340,14 @@ def run_cell(spec: ExperimentSpec, cell: Cell, threads: int | None = None) -> di
     if (run_dir / "checkpoints" / "last").exists() and not resume:
         log.warning("%s: its config changed since it started; training it again", run_dir)
     t0 = time.perf_counter()
-    out = Trainer(cfg).fit(resume=resume, overwrite=not resume)
+    trainer = Trainer(cfg)
+    out = trainer.fit(resume=resume, overwrite=not resume)
     wall = time.perf_counter() - t0
     if resume:  # add the earlier sessions' training time: wall time of the whole cell
         wall = max(wall, float(out["summary"].get("train_seconds") or 0.0))
     results = {p: r.to_dict() for p, r in out["results"].items()}
     record = cell_record(cell, cfg, out["summary"], results, wall)
+    record["trained_with"] = trained_with(trainer)
     from h2rec.training.distributed import current_world
 
     if current_world().main:  # data-parallel: every rank trained the cell, rank 0 records it
