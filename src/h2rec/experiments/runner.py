@@ -164,17 +164,10 @@ def projection(
     return {"cells_left": n_left, **out, "unknown_cells": unknown}
 
 
-def duration_estimate(spec: ExperimentSpec, cell: Cell) -> float | None:
-    """Seconds this cell is expected to take, from the finished cells in the experiment's result
-    store (shared by experiments, so Table 3's cells inform Table 4's).
-
-    In order: the median wall time of cells of the same model class (`model.name`) on the same
-    dataset; else that model class's median on the other datasets, scaled by how much longer
-    this dataset's cells take than theirs (the median ratio over model classes finished on both;
-    1 without any); else the LONGEST finished cell on the dataset (an unknown model is assumed
-    slow rather than fast); else None."""
-    name = cell.train_config().model.name
-    walls: dict[tuple[str, str], list[float]] = {}  # (dataset, model class) -> wall seconds
+def finished_walls(spec: ExperimentSpec) -> dict[tuple[str, str], list[float]]:
+    """Wall seconds of every finished cell in the experiment's result store (shared by
+    experiments, so Table 3's cells inform Table 4's), by (dataset, model class)."""
+    walls: dict[tuple[str, str], list[float]] = {}
     for f in spec.results_path.glob("*/*.json"):
         try:
             rec = read_record(f)
@@ -186,6 +179,22 @@ def duration_estimate(spec: ExperimentSpec, cell: Cell) -> float | None:
         walls.setdefault((str(rec.get("dataset")), str(rec_name)), []).append(
             float(rec["wall_seconds"])
         )
+    return walls
+
+
+def duration_estimate(
+    spec: ExperimentSpec, cell: Cell, walls: dict[tuple[str, str], list[float]] | None = None
+) -> float | None:
+    """Seconds this cell is expected to take, from `walls` (default: `finished_walls(spec)`).
+
+    In order: the median wall time of cells of the same model class (`model.name`) on the same
+    dataset; else that model class's median on the other datasets, scaled by how much longer
+    this dataset's cells take than theirs (the median ratio over model classes finished on both;
+    1 without any); else the LONGEST finished cell on the dataset (an unknown model is assumed
+    slow rather than fast); else None."""
+    if walls is None:
+        walls = finished_walls(spec)
+    name = cell.train_config().model.name
     median = {key: statistics.median(v) for key, v in walls.items()}
     if (cell.dataset, name) in median:
         return median[cell.dataset, name]
@@ -402,6 +411,7 @@ def run(
     say = echo if world.main else (lambda _: None)
     statuses = broadcast_object(status(spec, only) if world.main else None, world)
     say(f"{spec.name}: {len(statuses)} cells; " + describe(projection(statuses)))
+    walls = None  # the store's finished cells, read once and again after each cell this run ends
     for k, st in enumerate(statuses):
         if k % n != i or st.state == "done" or (st.state == "stale" and not rerun_stale):
             if st.state == "stale" and not rerun_stale and k % n == i:
@@ -420,7 +430,9 @@ def run(
                 continue
             if until is not None:
                 left = (until - datetime.now(timezone.utc)).total_seconds()
-                need = duration_estimate(spec, st.cell) if world.main else None
+                if world.main and walls is None:
+                    walls = finished_walls(spec)
+                need = duration_estimate(spec, st.cell, walls) if world.main else None
                 fits = need is None or need <= left
                 if not broadcast_object(fits, world):
                     expected = f"about {need / 60:.0f} min expected" if need else "no estimate"
@@ -431,6 +443,7 @@ def run(
                     continue
             say(f"[{k + 1}/{len(statuses)}] {st.cell.key} ({now.state})")
             st.record = run_cell(spec, st.cell, threads)
+            walls = None
         st.state = "done"
         ndcg = ", ".join(
             f"{p} {r['overall'].get('NDCG@10', float('nan')):.4f}"

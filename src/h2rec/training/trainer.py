@@ -390,12 +390,12 @@ class Trainer:
         elif resume and self.world.main:
             log.info("%s has no checkpoint; starting from scratch", self.run_dir)
 
-        if self.trainable and self.model.selection_start_epoch >= self.cfg.epochs:
-            raise ConfigError(
-                f"{self.cfg.model.name}: model selection starts after epoch "
-                f"{self.model.selection_start_epoch} (its warm-up) but epochs={self.cfg.epochs}"
-            )
         if self.trainable:
+            if self.model.selection_start_epoch >= self.cfg.epochs:
+                raise ConfigError(
+                    f"{self.cfg.model.name}: model selection starts after epoch "
+                    f"{self.model.selection_start_epoch} (its warm-up) but epochs={self.cfg.epochs}"
+                )
             if self.world.distributed and self._ddp is None:
                 self._ddp = ddp.wrap(self.model, self.objective, self.device)
             done_here = 0
