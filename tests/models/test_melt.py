@@ -496,3 +496,93 @@ def test_warmup_epochs_are_not_candidates_for_selection(
             ),
             synth_sid_dataset,
         ).fit()
+
+
+def test_converging_warmup_hands_melt_the_best_sasrec(
+    tmp_path, synth_sid_dataset, monkeypatch
+) -> None:
+    """`warmup_until_converged`: the plain-SASRec stage stops on its own patience, MELT starts
+    from that stage's best weights with an empty optimizer, and only MELT epochs are selected.
+    Validation values are scripted (warm-up best at epoch 2, MELT's at epoch 6)."""
+    from h2rec.training import Trainer
+
+    scripted = iter([0.1, 0.3, 0.2, 0.25, 0.05, 0.07, 0.06, 0.04])
+    real = Trainer.evaluate
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+    seen: dict[str, object] = {}
+
+    def evaluate(self, split, protocol):  # type: ignore[no-untyped-def]
+        res = real(self, split, protocol)
+        if split == "valid":
+            res.overall["NDCG@10"] = next(scripted)
+            snapshots[len(snapshots) + 1] = copy.deepcopy(self.model.state_dict())
+        return res
+
+    real_start = MELT.start_epoch
+
+    def start_epoch(self, epoch, epochs):  # type: ignore[no-untyped-def]
+        if epoch == 4:  # the first MELT epoch, before its tail refresh
+            seen["weights"] = copy.deepcopy(self.state_dict())
+            seen["optimizer_state"] = len(seen["trainer"].optimizer.state)  # type: ignore[attr-defined]
+        real_start(self, epoch, epochs)
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    monkeypatch.setattr(MELT, "start_epoch", start_epoch)
+    cfg = _train_cfg(
+        tmp_path,
+        synth_sid_dataset,
+        "converge",
+        "{name: melt, hidden_size: 16, warmup_epochs: 6, warmup_until_converged: true}",
+        "epochs=12",
+        "eval.patience=2",
+        "batch_size=256",
+    )
+    trainer = Trainer(cfg, synth_sid_dataset)
+    seen["trainer"] = trainer
+    summary = trainer.fit()["summary"]
+    # warm-up: best 0.3 at epoch 2, epochs 3-4 without improvement end it (patience 2, before
+    # its cap of 6); MELT: epochs 5-8, best 0.07 at epoch 6, stopped after 7-8
+    assert (summary["best_epoch"], summary["epochs_run"]) == (6, 8)
+    assert int(trainer.model.melt_start) == 4
+    for key, value in snapshots[2].items():
+        if key not in ("melt_start", "active"):
+            assert torch.equal(seen["weights"][key], value), key  # type: ignore[index]
+    assert int(snapshots[2]["melt_start"]) == -1 and float(snapshots[2]["active"]) == 0.0
+    assert seen["optimizer_state"] == 0
+    rows = [
+        json.loads(r) for r in (tmp_path / "converge" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [r.get("warmup", False) for r in rows] == [True] * 4 + [False] * 4
+    assert ["loss_u" in r for r in rows] == [False] * 4 + [True] * 4
+
+
+def test_converging_warmup_stops_at_its_cap_and_resumes_exactly(
+    tmp_path, synth_sid_dataset
+) -> None:
+    from h2rec.training import Trainer
+
+    model = "{name: melt, hidden_size: 16, warmup_epochs: 2, warmup_until_converged: true}"
+
+    def cfg(name: str):  # type: ignore[no-untyped-def]
+        return _train_cfg(tmp_path, synth_sid_dataset, name, model, "epochs=4", "batch_size=256")
+
+    straight = Trainer(cfg("straight"), synth_sid_dataset)
+    out = straight.fit()
+    assert int(straight.model.melt_start) == 2  # patience 20: the cap ended the warm-up
+    assert Trainer(cfg("resumed"), synth_sid_dataset).fit(max_epochs=1)["interrupted"]
+    resumed = Trainer(cfg("resumed"), synth_sid_dataset).fit(resume=True)
+    rows = [
+        [json.loads(ln) for ln in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]
+        for n in ("straight", "resumed")
+    ]
+    assert [r.get("warmup", False) for r in rows[0]] == [True, True, False, False]
+    assert rows[0] == [
+        {**b, **{k: a[k] for k in a if k.endswith("seconds") or k.endswith("_per_s")}}
+        for a, b in zip(*rows, strict=True)
+    ]
+    assert out["summary"]["test"] == resumed["summary"]["test"]
+
+
+def test_converging_warmup_needs_a_cap() -> None:
+    with pytest.raises(Exception, match="warmup_epochs >= 1"):
+        toy_model(warmup_until_converged=True)

@@ -70,6 +70,22 @@ class SequentialModel(nn.Module):
         always the one it is named after."""
         return 0
 
+    @property
+    def converging_warmup(self) -> int:
+        """0, or the most epochs of a warm-up that ends when it has converged. A model whose
+        first stage is another, pretrained model (MELT fine-tunes a converged SASRec) returns
+        k > 0: the trainer then trains that stage until validation has not improved for
+        `eval.patience` epochs (at most k epochs), restores its best weights, calls
+        `end_warmup(epoch)`, restarts the optimizer (as fine-tuning a saved model would) and
+        selects only among the epochs after it."""
+        return 0
+
+    def end_warmup(self, epoch: int) -> None:
+        """The converging warm-up ended after `epoch` epochs (its best weights are loaded): the
+        model starts its own stage with the next epoch. Saved state (buffers) must record it, so
+        checkpoints and the best weights know which stage they belong to."""
+        raise NotImplementedError(f"{type(self).__name__} has no converging warm-up")
+
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Called by the trainer before training epoch `epoch` (0-based) of `epochs`, in train
         mode: for curricula and between-epoch updates (e.g. MELT's tail-item refresh). It must be

@@ -391,10 +391,17 @@ class Trainer:
             log.info("%s has no checkpoint; starting from scratch", self.run_dir)
 
         if self.trainable:
-            if self.model.selection_start_epoch >= self.cfg.epochs:
+            cap = self.model.converging_warmup
+            warmup = max(cap, self.model.selection_start_epoch)
+            if warmup >= self.cfg.epochs:
                 raise ConfigError(
-                    f"{self.cfg.model.name}: model selection starts after epoch "
-                    f"{self.model.selection_start_epoch} (its warm-up) but epochs={self.cfg.epochs}"
+                    f"{self.cfg.model.name}: model selection starts after epoch {warmup} (its "
+                    f"warm-up, at most) but epochs={self.cfg.epochs}"
+                )
+            if cap:  # a checkpoint from before converging warm-ups has none: it starts one
+                state.setdefault(
+                    "warmup",
+                    {"best_metric": None, "best_epoch": None, "bad_epochs": 0, "ended": None},
                 )
             if self.world.distributed and self._ddp is None:
                 self._ddp = ddp.wrap(self.model, self.objective, self.device)
@@ -412,6 +419,8 @@ class Trainer:
 
     def _train_epoch(self, state: dict[str, Any]) -> None:
         cfg, epoch, world = self.cfg, state["epoch"], self.world
+        warm = state.get("warmup")  # a converging warm-up's progress, or None
+        warming = warm is not None and warm["ended"] is None
         self.model.train()
         self.model.start_epoch(epoch, cfg.epochs)
         t0 = time.perf_counter()
@@ -486,9 +495,12 @@ class Trainer:
                     f"eval.metric {cfg.eval.metric!r} not among {sorted(res.overall)}"
                 )
             value = res.overall[cfg.eval.metric]
+            if warming:
+                self._track_warmup(warm, epoch + 1, value)
             # before the model's selection start (a warm-up of something else) an epoch is
             # neither a candidate nor a bad epoch
-            selectable = epoch + 1 > self.model.selection_start_epoch
+            start = self.model.selection_start_epoch if warm is None else warm["ended"]
+            selectable = start is not None and epoch + 1 > start
             improved = selectable and (state["best_metric"] is None or value > state["best_metric"])
             if world.distributed:  # every rank holds the same gathered metrics; rank 0 decides
                 improved = ddp.broadcast_object(improved, world)
@@ -508,9 +520,15 @@ class Trainer:
                     row["loss"],
                     cfg.eval.metric,
                     value,
-                    "-" if best is None else f"{best:.4f} @ {state['best_epoch']}",
+                    f"warm-up {warm['best_metric']:.4f} @ {warm['best_epoch']}"
+                    if warming
+                    else ("-" if best is None else f"{best:.4f} @ {state['best_epoch']}"),
                     train_s,
                 )
+        if warming:
+            row["warmup"] = True
+            if warm["bad_epochs"] >= cfg.eval.patience or epoch + 1 >= self.model.converging_warmup:
+                self._end_warmup(warm, epoch + 1)
         if world.main:
             self._append_metrics(row)
         state["epoch"] = epoch + 1
@@ -520,6 +538,40 @@ class Trainer:
             or state["epoch"] == cfg.epochs
         ):
             self._save_checkpoint(state)
+
+    def _track_warmup(self, warm: dict[str, Any], epoch: int, value: float) -> None:
+        """A converging warm-up's own selection: best weights in warmup.safetensors, patience."""
+        improved = warm["best_metric"] is None or value > warm["best_metric"]
+        if self.world.distributed:
+            improved = ddp.broadcast_object(improved, self.world)
+        if improved:
+            warm.update(best_metric=value, best_epoch=epoch, bad_epochs=0)
+            if self.world.main:
+                save_weights(self.run_dir / "warmup.safetensors", self.model)
+        else:
+            warm["bad_epochs"] += 1
+
+    def _end_warmup(self, warm: dict[str, Any], epoch: int) -> None:
+        """Continue from the warm-up's best weights with a fresh optimizer, as fine-tuning a
+        converged, saved model does (MELT starts from the best pretrained SASRec)."""
+        path = self.run_dir / "warmup.safetensors"
+        if self.world.distributed:
+            if ddp.broadcast_object(path.is_file(), self.world):
+                if self.world.main:
+                    load_weights(path, self.model)
+                ddp.broadcast_module_state(self.model, self.world)
+        elif path.is_file():
+            load_weights(path, self.model)
+        self.model.end_warmup(epoch)
+        self.optimizer = self._optimizer()
+        self.scheduler = self._scheduler(self.optimizer)
+        warm["ended"] = epoch
+        if self.world.main:
+            log.info(
+                "warm-up ended after epoch %d; continuing from its best epoch %s",
+                epoch,
+                warm["best_epoch"],
+            )
 
     def _save_checkpoint(self, state: dict[str, Any]) -> None:
         """Rank 0 writes the checkpoint, with every rank's RNG state; the others wait for it."""
