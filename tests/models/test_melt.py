@@ -586,3 +586,17 @@ def test_converging_warmup_stops_at_its_cap_and_resumes_exactly(
 def test_converging_warmup_needs_a_cap() -> None:
     with pytest.raises(Exception, match="warmup_epochs >= 1"):
         toy_model(warmup_until_converged=True)
+
+
+def test_refresh_delay_lets_w_i_train_before_the_first_refresh() -> None:
+    model = toy_model(warmup_epochs=2, refresh_delay=1)
+    model.train()
+    table = model.items.embedding.weight.detach().clone()
+    model.start_epoch(2, 6)  # the first MELT epoch: branches on, tail rows untouched
+    assert model._on and float(model.active) == 1.0
+    assert torch.equal(model.items.embedding.weight, table)
+    expected = model.tail_item_estimates()
+    model.start_epoch(3, 6)  # the second: refreshed with W_I's estimates
+    tail = torch.from_numpy(model.refresh_items)
+    assert torch.equal(model.items.embedding.weight[tail], expected)
+    assert not torch.equal(model.items.embedding.weight, table)

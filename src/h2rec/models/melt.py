@@ -83,6 +83,8 @@ the warm-up's end to 0.0008 after the first MELT epoch (training loss 0.60 -> 8.
 to 0.018 ten epochs later. On the small synthetic test data (12 steps an epoch) the tail items
 sink below the head ones and full-ranking NDCG@10 stays far below SASRec's (it climbs with more
 steps); compare MELT only on schedules of the code's length, from a converged warm-up.
+`refresh_delay: k` (a deviation, off by default) lets W_I train for k MELT epochs on the head
+items before the first refresh writes the tail rows.
 
 Switches really remove components: lambda_u = 0 builds no W_U (no L_u, no enrichment in the item
 branch, no tail-user transfer); lambda_i = 0 builds no W_I (no L_i, no tail-item refresh).
@@ -151,6 +153,12 @@ class MELTConfig(ModelConfig):
     )
     item_context: ContextMode = "code"
     enrich_tail_update: bool = False  # True: the refresh averages f + W_U f, not f
+    refresh_delay: int = Field(
+        0,
+        ge=0,
+        description="MELT epochs before the first tail-item refresh (0: the reference code, "
+        "which refreshes before its first epoch, with W_I untrained)",
+    )
     warmup_epochs: int = Field(
         0,
         ge=0,
@@ -403,7 +411,7 @@ class MELT(ComposedModel):
         self._on = on
         self.active.fill_(float(on))
         self._progress = (epoch - start) / max(1, epochs - start) if on else 0.0
-        if on and self.W_I is not None:
+        if on and self.W_I is not None and epoch - start >= self.cfg.refresh_delay:
             self.refresh_tail_items()
 
     @torch.no_grad()
