@@ -71,13 +71,15 @@ $H experiment run experiments/table2 --seed 42 --threads 1 \$(scripts/lanes.sh u
 $H experiment run experiments/table2 --threads 1 \$(scripts/lanes.sh until-opt); \
 $H experiment run experiments/table3 --threads 1 \$(scripts/lanes.sh until-opt)"
   # issue 6, the one-seed H2Rec tables on Yelp: Figure 3's last gamma, p, w, the backbones, the
-  # check of Table 2's sampled LLM-ESR teacher against all 10 neighbours; then Table 3, Table 2
+  # check of Table 2's sampled LLM-ESR teacher against all 10 neighbours, MELT's first refresh
+  # one epoch later; then Table 3, Table 2
   [sweeps]="scripts/lanes.sh setup yelp beauty; \
 $H experiment run experiments/figure3 --threads 1 \$(scripts/lanes.sh until-opt); \
 $H experiment run experiments/table4 --threads 1 \$(scripts/lanes.sh until-opt); \
 $H experiment run experiments/table5 --threads 1 \$(scripts/lanes.sh until-opt); \
 $H experiment run experiments/table7 --threads 1 \$(scripts/lanes.sh until-opt); \
 $H experiment run experiments/llm-esr-teacher --threads 1 \$(scripts/lanes.sh until-opt); \
+$H experiment run experiments/melt-refresh --threads 1 \$(scripts/lanes.sh until-opt); \
 $H experiment run experiments/table3 --threads 1 \$(scripts/lanes.sh until-opt); \
 $H experiment run experiments/table2 --threads 1 \$(scripts/lanes.sh until-opt)"
   # a third lane for a machine with cores to spare (here it shares the two): Table 2 from the end

@@ -21,7 +21,7 @@ fi
 
 $PY scripts/h2rec_comparison.py report --datasets beauty yelp --write docs/results.md > /dev/null
 
-for name in table2 table3 table4 table5 table6 table7 table8 figure3 figure4 llm-esr-teacher; do
+for name in table2 table3 table4 table5 table6 table7 table8 figure3 figure4 llm-esr-teacher melt-refresh; do
   state=$($H experiment status "experiments/$name")  # whole output first: grep -q + pipefail
   if grep -q '^ *done ' <<< "$state"; then
     $H experiment report "experiments/$name" --write docs/results.md > /dev/null

@@ -271,6 +271,7 @@ def test_a_cell_finished_by_another_lane_meanwhile_is_not_trained_again(
         "experiments/figure3",
         "experiments/figure4",
         "experiments/llm-esr-teacher",
+        "experiments/melt-refresh",
     ],
 )
 def test_shipped_experiment_files_validate(name) -> None:
@@ -294,6 +295,20 @@ def test_llm_esr_teacher_check_shares_table2s_cell() -> None:
     full = check["LLM-ESR, 10 neighbours"].train_config().model.params()
     assert shared.train_config().model.params()["sd_neighbours"] == 2
     assert full.get("sd_neighbours") is None
+
+
+def test_melt_refresh_check_shares_table2s_cell() -> None:
+    """As the teacher check: the check's MELT cell is Table 2's; the other differs only in
+    refresh_delay."""
+    from h2rec.experiments.spec import config_hash
+
+    table2 = {c.key: c for c in cells(load_experiment("experiments/table2"))}
+    check = {c.model: c for c in cells(load_experiment("experiments/melt-refresh"))}
+    shared = check["MELT"]
+    assert config_hash(shared.train_config()) == config_hash(table2[shared.key].train_config())
+    delayed = check["MELT, refresh after 1 epoch"].train_config()
+    assert delayed.model.params() == {**shared.train_config().model.params(), "refresh_delay": 1}
+    assert delayed.epochs == shared.train_config().epochs == 200
 
 
 def test_projection_adds_medians_and_calibrated_epochs(tmp_path, synth_sid_dataset) -> None:
