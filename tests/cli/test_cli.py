@@ -182,6 +182,11 @@ def test_train_then_evaluate(tmp_path, synth_dir) -> None:
     )  # optimistic >= pessimistic
     bad = runner.invoke(app, ["evaluate", str(tmp_path / "nope")])
     assert bad.exit_code == 2 and "not a run folder" in bad.output
+    res = _ok(["-q", "evaluate", str(runs / "r"), "--protocol", "full", "--exposure", "5,10"])
+    assert "head_share@5" in res.output and "gini@10" in res.output
+    exposure = json.loads((runs / "r" / "results" / "test-exposure.json").read_text())
+    assert set(exposure) >= {"head_share@5", "arp@10", "coverage@10", "gini@5"}
+    assert 0.0 < exposure["coverage@5"] <= exposure["coverage@10"] <= 1.0
 
 
 def test_embed_and_tokenize(tmp_path, synth_dir) -> None:

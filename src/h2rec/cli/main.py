@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -285,6 +285,13 @@ def evaluate(
     exclude_history: Annotated[
         bool | None, typer.Option(help="full ranking: drop the user's own items")
     ] = None,
+    exposure: Annotated[
+        str,
+        typer.Option(
+            help="comma-separated k (e.g. 10,50): also report which items the top-k lists "
+            "expose (head share, average popularity, coverage, Gini)"
+        ),
+    ] = "",
 ) -> None:
     """Re-evaluate a trained run's best weights under one or more protocols.
 
@@ -315,6 +322,11 @@ def evaluate(
             if world.main:
                 res.save(Path(run_dir) / "results" / f"{split}-{p}{suffix}.json")
             results.append(res)
+        try:
+            ks = [int(x) for x in exposure.split(",") if x.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"--exposure: {exposure!r} is not a list of k") from None
+        shown = _run(_exposure, trainer, split, ks, Path(run_dir)) if ks and world.main else None
     finally:
         ddp.cleanup()
     if not world.main:
@@ -322,6 +334,26 @@ def evaluate(
     for res in results:
         for table in render_results([res]):
             console.print(table)
+    if shown is not None:
+        console.print(shown)
+
+
+def _exposure(trainer: Any, split: str, ks: list[int], run_dir: Path) -> Any:
+    """The top-k exposure figures of a loaded run, saved beside its results; a table to print."""
+    from rich.table import Table
+
+    from h2rec.io import atomic_write_json
+
+    ev = trainer.evaluator(split, "full")
+    figures = ev.exposure(trainer.score_fn, ks)
+    suffix = "-exclude_history" if ev.exclude_history else ""
+    atomic_write_json(run_dir / "results" / f"{split}-exposure{suffix}.json", figures)
+    table = Table(title=f"{split}: what the top-k lists expose (full catalogue)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        table.add_row(key, f"{value:.4f}" if value < 100 else f"{value:,.1f}")
+    return table
 
 
 @app.command()

@@ -20,6 +20,7 @@ from h2rec.evaluation.candidates import (
 )
 from h2rec.evaluation.evaluator import EvalResult, Evaluator, GroupResult, ScoreFn
 from h2rec.evaluation.examples import EvalExamples, build_examples
+from h2rec.evaluation.exposure import exposure, gini
 from h2rec.evaluation.metrics import DEFAULT_KS, compute_metrics, metric_names
 from h2rec.evaluation.ranking import TIE_POLICIES, rank_full, rank_sampled
 from h2rec.evaluation.report import (
@@ -49,6 +50,8 @@ __all__ = [
     "build_table",
     "compute_metrics",
     "config_hash",
+    "exposure",
+    "gini",
     "item_popularity",
     "load_or_draw_negatives",
     "metric_names",

@@ -95,6 +95,13 @@ def quantile_groups(popularity: np.ndarray, n_groups: int = 5) -> np.ndarray:
     return group
 
 
+def item_head_mask(popularity: np.ndarray, spec: GroupSpec) -> np.ndarray:
+    """Boolean mask over internal ids (index 0 = padding, never head) of the head items."""
+    if spec.head_threshold is not None:
+        return threshold_head_mask(popularity, spec.head_threshold)
+    return head_mask(popularity, spec.head_fraction)
+
+
 def user_groups(
     targets: np.ndarray,
     history_lengths: np.ndarray,
@@ -105,10 +112,7 @@ def user_groups(
     targets = np.asarray(targets, dtype=np.int64)
     lengths = np.asarray(history_lengths)
     groups: dict[str, np.ndarray] = {}
-    if spec.head_threshold is not None:
-        head = threshold_head_mask(popularity, spec.head_threshold)
-    else:
-        head = head_mask(popularity, spec.head_fraction)
+    head = item_head_mask(popularity, spec)
     groups["head"] = head[targets]
     groups["tail"] = ~head[targets]
     bucket = count_groups(popularity, spec.boundaries)[targets]

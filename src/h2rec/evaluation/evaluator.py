@@ -34,9 +34,16 @@ from pydantic import BaseModel
 import h2rec
 from h2rec.data.dataset import Dataset
 from h2rec.data.popularity import LLMESR_GROUP_BOUNDARIES
-from h2rec.evaluation.breakdowns import GroupSpec, PopularitySource, item_popularity, user_groups
+from h2rec.evaluation.breakdowns import (
+    GroupSpec,
+    PopularitySource,
+    item_head_mask,
+    item_popularity,
+    user_groups,
+)
 from h2rec.evaluation.candidates import load_or_draw_negatives, negatives_hash, parse_protocol
 from h2rec.evaluation.examples import build_examples, check_split, padded_full_histories
+from h2rec.evaluation.exposure import exposure
 from h2rec.evaluation.metrics import check_ks, compute_metrics
 from h2rec.evaluation.ranking import check_tie, rank_full, rank_sampled
 from h2rec.evaluation.stamp import ProtocolStamp, config_hash
@@ -399,6 +406,41 @@ class Evaluator:
                 # is alive at a time, not two.
                 del scores
                 out.append(r.cpu().numpy())
+        return out
+
+    def recommend(self, score_fn: ScoreFn, k: int) -> np.ndarray:
+        """int64 [U, k] top-k item ids of every evaluated user (aligned with `users`), best
+        first, over the whole catalogue whatever the protocol: padding never, the user's earlier
+        items not when `exclude_history` (as full ranking). Ties are ordered arbitrarily."""
+        n_items = self.dataset.n_items
+        if not 1 <= k <= n_items:
+            raise ValueError(f"k must be in 1..{n_items}, got {k}")
+        ex = self.examples
+        out = np.empty((len(ex), k), dtype=np.int64)
+        with torch.no_grad():
+            for rows in self.batches():
+                hist = torch.tensor(ex.histories[rows], dtype=torch.long, device=self.device)
+                scores = torch.as_tensor(score_fn(hist, None)).float().clone()
+                if scores.shape != (len(rows), n_items + 1):
+                    raise ValueError(
+                        f"score_fn returned {tuple(scores.shape)} for full ranking; expected "
+                        f"[{len(rows)}, n_items + 1 = {n_items + 1}] (column 0 = padding)"
+                    )
+                scores[:, 0] = -torch.inf
+                if self.exclude_history:  # (padding entries of `seen` point at column 0)
+                    seen = torch.from_numpy(padded_full_histories(self.dataset, ex, rows))
+                    scores.scatter_(1, seen.to(scores.device), -torch.inf)
+                out[rows] = scores.topk(k, dim=1).indices.cpu().numpy()
+        return out
+
+    def exposure(self, score_fn: ScoreFn, ks: Sequence[int] = (10,)) -> dict[str, float]:
+        """Head share, average popularity, coverage and Gini of the top-k recommendations (see
+        `evaluation.exposure`), with this evaluator's popularity and head rule."""
+        top = self.recommend(score_fn, max(ks))
+        head = item_head_mask(self.popularity, self.group_spec)
+        out: dict[str, float] = {}
+        for k in sorted(set(ks)):
+            out.update(exposure(top[:, :k], self.popularity, head, self.examples.targets))
         return out
 
     def evaluate(
