@@ -543,6 +543,7 @@ def test_converging_warmup_hands_melt_the_best_sasrec(
     # warm-up: best 0.3 at epoch 2, epochs 3-4 without improvement end it (patience 2, before
     # its cap of 6); MELT: epochs 5-8, best 0.07 at epoch 6, stopped after 7-8
     assert (summary["best_epoch"], summary["epochs_run"]) == (6, 8)
+    assert summary["warmup"] == {"best_metric": 0.3, "best_epoch": 2, "bad_epochs": 2, "ended": 4}
     assert int(trainer.model.melt_start) == 4
     for key, value in snapshots[2].items():
         if key not in ("melt_start", "active"):

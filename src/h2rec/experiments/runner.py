@@ -251,6 +251,7 @@ def cell_record(
         "epochs_run": summary.get("epochs_run"),
         "best_epoch": summary.get("best_epoch"),
         "best_valid": summary.get("best_valid"),
+        **({"warmup": summary["warmup"]} if "warmup" in summary else {}),
         "train_seconds": summary.get("train_seconds"),
         "wall_seconds": wall_seconds,
         "device": summary.get("device"),

@@ -630,6 +630,8 @@ class Trainer:
             "train_seconds": state["train_seconds"],
             "test": {p: r.overall for p, r in results.items()},
         }
+        if "warmup" in state:  # a converging warm-up: where it ended, its best epoch and value
+            summary["warmup"] = dict(state["warmup"])
         if self.world.distributed:
             summary["world_size"] = self.world.size
         if self.world.main:
