@@ -13,6 +13,10 @@
 #                                     chain step, so it applies to running lanes too; a machine
 #                                     whose processes end with the session loses a cell cut off)
 #   scripts/lanes.sh until none       no deadline
+# A cell cut off when the session ends loses only its unfinished epoch IF the next session finds
+# runs/ again (checkpoints every epoch; this machine kept runs/ and artifacts/ between the two
+# sessions of 2026-12-06): then run without a deadline, so cells longer than a session (CCFRec
+# on Yelp, about 3.8 h) are trained over two sessions instead of never being started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p logs
