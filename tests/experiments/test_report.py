@@ -101,6 +101,31 @@ def test_report_marks_best_second_and_significance(tmp_path) -> None:
     assert (tmp_path / "report.md").read_text() == md
 
 
+def test_a_one_seed_leader_does_not_silence_the_t_test(tmp_path) -> None:
+    """While a grid fills, a baseline with one seed may lead: the target is then tested against
+    the strongest baseline it shares two or more seeds with, and the report says so."""
+    spec = ExperimentSpec.model_validate(
+        {
+            **_spec().model_dump(),
+            "models": {m: {} for m in [*VALUES, "BERT4Rec"]},
+        }
+    )
+    records = _records()
+    leader = dict(records[0], model="BERT4Rec", seed=42)
+    leader["results"] = {
+        "full": {**records[0]["results"]["full"], "overall": {"NDCG@10": 0.40}},
+    }
+    done = [CellStatus(c, "done", r) for c, r in zip(_cells_for(spec), records, strict=False)]
+    bert = next(c for c in cells(spec) if c.model == "BERT4Rec" and c.seed == 42)
+    md = report(spec, [*done, CellStatus(bert, "done", leader)], tmp_path)
+    assert (
+        "synth: BERT4Rec has the best mean NDCG@10 but fewer than 2 seeds paired with H2Rec" in md
+    )
+    t, p, _ = paired_test({42: 0.20, 43: 0.22, 44: 0.25}, {42: 0.10, 43: 0.12, 44: 0.09})
+    assert f"tail NDCG@10: H2Rec vs SASRec, t = {t:+.2f}, p = {p:.3g}" in md
+    assert "vs BERT4Rec" not in md
+
+
 def test_significance_marks_say_the_direction(tmp_path) -> None:
     from h2rec.experiments.report import significance_mark
 

@@ -79,13 +79,26 @@ def baseline_labels(spec: ExperimentSpec) -> list[str]:
 
 
 def strongest(
-    spec: ExperimentSpec, data: dict[Key, dict[int, float]], dataset: str, protocol: str
+    spec: ExperimentSpec,
+    data: dict[Key, dict[int, float]],
+    dataset: str,
+    protocol: str,
+    *,
+    testable: bool = False,
 ) -> str | None:
-    """The baseline with the best mean overall `select_metric` on this dataset and protocol."""
+    """The baseline with the best mean overall `select_metric` on this dataset and protocol.
+
+    `testable`: only baselines sharing at least two seeds with the target (a paired test needs
+    two pairs), so that while a grid fills, the target is tested against the strongest baseline
+    that can be tested rather than against none."""
     best, best_mean = None, -math.inf
+    metric = spec.report.select_metric
+    target = data.get((dataset, spec.report.target, protocol, "overall", metric)) or {}
     for m in baseline_labels(spec):
-        vals = data.get((dataset, m, protocol, "overall", spec.report.select_metric))
-        if vals and summarize(vals).mean > best_mean:
+        vals = data.get((dataset, m, protocol, "overall", metric))
+        if not vals or (testable and len(set(vals) & set(target)) < 2):
+            continue
+        if summarize(vals).mean > best_mean:
             best, best_mean = m, summarize(vals).mean
     return best
 
@@ -143,6 +156,17 @@ def protocol_table(
     rows: list[dict[str, Any]] = []
     text: dict[tuple[str, tuple[str, str, str]], str] = {}
     notes: list[str] = []
+    for d in spec.datasets:
+        if (d, rep.target, protocol, "overall", rep.select_metric) not in data:
+            continue  # no target (or none on this dataset yet): nothing is tested
+        best = strongest(spec, data, d, protocol)
+        base = strongest(spec, data, d, protocol, testable=True)
+        if best is not None and best != base:
+            notes.append(
+                f"{d}: {best} has the best mean {rep.select_metric} but fewer than 2 seeds "
+                f"paired with {rep.target}, so {rep.target} is tested against "
+                f"{base or 'no baseline'} until it has them"
+            )
     for d, g, metric in columns:
         stats = {
             m: summarize(data[(d, m, protocol, g, metric)])
@@ -150,7 +174,7 @@ def protocol_table(
             if (d, m, protocol, g, metric) in data
         }
         marks = _rank_marks({m: s.mean for m, s in stats.items()})
-        base = strongest(spec, data, d, protocol)
+        base = strongest(spec, data, d, protocol, testable=True)
         t = p = math.nan
         n_pairs = 0
         if rep.target in stats and base in stats:
@@ -214,8 +238,9 @@ def protocol_table(
             lines.append("| " + " | ".join([m, *cells_]) + " |")
     md = "\n".join(lines)
     if notes:
-        md += "\n\nPaired two-sided t-tests against the strongest baseline:\n\n" + "\n".join(
-            f"- {n}" for n in notes
+        md += (
+            "\n\nPaired two-sided t-tests against the strongest testable baseline:\n\n"
+            + "\n".join(f"- {n}" for n in notes)
         )
     return md, rows
 
