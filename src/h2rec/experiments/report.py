@@ -157,8 +157,8 @@ def protocol_table(
     text: dict[tuple[str, tuple[str, str, str]], str] = {}
     notes: list[str] = []
     for d in spec.datasets:
-        if (d, rep.target, protocol, "overall", rep.select_metric) not in data:
-            continue  # no target (or none on this dataset yet): nothing is tested
+        if len(data.get((d, rep.target, protocol, "overall", rep.select_metric), {})) < 2:
+            continue  # a target with fewer than two seeds here is never tested
         best = strongest(spec, data, d, protocol)
         base = strongest(spec, data, d, protocol, testable=True)
         if best is not None and best != base:
