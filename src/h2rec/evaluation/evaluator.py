@@ -369,7 +369,6 @@ class Evaluator:
     def _rank_batches(self, score_fn: ScoreFn, batches: list[np.ndarray]) -> list[np.ndarray]:
         """Ranks of the targets of each batch of example rows, batch after batch."""
         ex = self.examples
-        n_items = self.dataset.n_items
         uniform = None
         if self.tie == "random":  # drawn for every user, so a user's draw is the same anywhere
             gen = torch.Generator().manual_seed(self.tie_seed)
@@ -382,15 +381,7 @@ class Evaluator:
                 u = None if uniform is None else uniform[torch.from_numpy(rows)]
                 cand_np = self.candidates(rows)
                 if cand_np is None:
-                    scores = torch.as_tensor(score_fn(hist, None))
-                    if scores.shape != (len(rows), n_items + 1):
-                        raise ValueError(
-                            f"score_fn returned {tuple(scores.shape)} for full ranking; expected "
-                            f"[{len(rows)}, n_items + 1 = {n_items + 1}] (column 0 = padding)"
-                        )
-                    exclude = None
-                    if self.exclude_history:
-                        exclude = torch.from_numpy(padded_full_histories(self.dataset, ex, rows))
+                    scores, exclude = self._score_full(score_fn, hist, rows)
                     targets = torch.from_numpy(ex.targets[rows])
                     r = rank_full(scores, targets, tie=self.tie, exclude=exclude, tie_uniform=u)
                 else:
@@ -420,18 +411,29 @@ class Evaluator:
         with torch.no_grad():
             for rows in self.batches():
                 hist = torch.tensor(ex.histories[rows], dtype=torch.long, device=self.device)
-                scores = torch.as_tensor(score_fn(hist, None)).float().clone()
-                if scores.shape != (len(rows), n_items + 1):
-                    raise ValueError(
-                        f"score_fn returned {tuple(scores.shape)} for full ranking; expected "
-                        f"[{len(rows)}, n_items + 1 = {n_items + 1}] (column 0 = padding)"
-                    )
+                scores, seen = self._score_full(score_fn, hist, rows)
+                scores = scores.float().clone()  # ours to mask
                 scores[:, 0] = -torch.inf
-                if self.exclude_history:  # (padding entries of `seen` point at column 0)
-                    seen = torch.from_numpy(padded_full_histories(self.dataset, ex, rows))
+                if seen is not None:  # (its padding entries point at column 0)
                     scores.scatter_(1, seen.to(scores.device), -torch.inf)
                 out[rows] = scores.topk(k, dim=1).indices.cpu().numpy()
         return out
+
+    def _score_full(
+        self, score_fn: ScoreFn, hist: torch.Tensor, rows: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Full-catalogue scores of example `rows`, checked, and the items to exclude from
+        them (every earlier item of the user, with `exclude_history`; else None)."""
+        n_items = self.dataset.n_items
+        scores = torch.as_tensor(score_fn(hist, None))
+        if scores.shape != (len(rows), n_items + 1):
+            raise ValueError(
+                f"score_fn returned {tuple(scores.shape)} for full ranking; expected "
+                f"[{len(rows)}, n_items + 1 = {n_items + 1}] (column 0 = padding)"
+            )
+        if not self.exclude_history:
+            return scores, None
+        return scores, torch.from_numpy(padded_full_histories(self.dataset, self.examples, rows))
 
     def exposure(self, score_fn: ScoreFn, ks: Sequence[int] = (10,)) -> dict[str, float]:
         """Head share, average popularity, coverage and Gini of the top-k recommendations (see

@@ -156,11 +156,11 @@ def protocol_table(
     rows: list[dict[str, Any]] = []
     text: dict[tuple[str, tuple[str, str, str]], str] = {}
     notes: list[str] = []
-    for d in spec.datasets:
+    bases = {d: strongest(spec, data, d, protocol, testable=True) for d in spec.datasets}
+    for d, base in bases.items():
         if len(data.get((d, rep.target, protocol, "overall", rep.select_metric), {})) < 2:
             continue  # a target with fewer than two seeds here is never tested
         best = strongest(spec, data, d, protocol)
-        base = strongest(spec, data, d, protocol, testable=True)
         if best is not None and best != base:
             notes.append(
                 f"{d}: {best} has the best mean {rep.select_metric} but fewer than 2 seeds "
@@ -174,7 +174,7 @@ def protocol_table(
             if (d, m, protocol, g, metric) in data
         }
         marks = _rank_marks({m: s.mean for m, s in stats.items()})
-        base = strongest(spec, data, d, protocol, testable=True)
+        base = bases[d]
         t = p = math.nan
         n_pairs = 0
         if rep.target in stats and base in stats:

@@ -78,13 +78,14 @@ Scale caveat (observed, not a deviation; the code does the same). The first refr
 before W_I has trained at all: W_I starts at xavier scale (outputs of norm ~ sqrt(d) from
 LayerNorm'd f) while trained item embeddings have norms ~0.1-0.3, so the refreshes write
 oversized vectors into the tail rows until W_I has shrunk, which takes many Adam steps (the code
-has them: ~400 steps x 180 epochs on Amazon). On Beauty, validation NDCG@10 fell from 0.0258 at
-the warm-up's end to 0.0008 after the first MELT epoch (training loss 0.60 -> 8.3) and was back
-to 0.018 ten epochs later. On the small synthetic test data (12 steps an epoch) the tail items
+has them: ~400 steps x 180 epochs on Amazon). From a converged warm-up, validation NDCG@10 fell
+from 0.0283 to 0.0003 after the first MELT epoch on Beauty (training loss 0.40 -> 18.3) and
+from 0.0306 to 0.0004 on Yelp, and MELT never regained its start (Beauty 0.0270, Yelp 0.0166). On the small synthetic test data (12 steps an epoch) the tail items
 sink below the head ones and full-ranking NDCG@10 stays far below SASRec's (it climbs with more
 steps); compare MELT only on schedules of the code's length, from a converged warm-up.
 `refresh_delay: k` (a deviation, off by default) lets W_I train for k MELT epochs on the head
-items before the first refresh writes the tail rows.
+items before the first refresh writes the tail rows; on Beauty one epoch only moved the collapse
+one epoch later (`experiments/melt-refresh`).
 
 Switches really remove components: lambda_u = 0 builds no W_U (no L_u, no enrichment in the item
 branch, no tail-user transfer); lambda_i = 0 builds no W_I (no L_i, no tail-item refresh).
