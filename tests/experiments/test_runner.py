@@ -146,12 +146,23 @@ def test_run_skips_finished_cells_and_detects_stale_ones(
     )
 
 
+@pytest.mark.parametrize(
+    ("base", "model"),
+    [
+        ("train/sasrec-synth", {}),  # the base names its loss (CE)
+        # the paper bases name no loss: the run folder's config holds the resolved one (MELT's
+        # BCE), which must not read as "the config changed" (it did, and every cell with a paper
+        # loss of its own restarted from epoch 1 in the next session)
+        ("train/paper-yelp", {"model": {"name": "melt"}}),
+    ],
+)
 def test_interrupted_cell_resumes_from_its_checkpoint(
-    tmp_path, synth_sid_dataset, monkeypatch
+    tmp_path, synth_sid_dataset, monkeypatch, base, model
 ) -> None:
     spec = _spec(
         tmp_path,
         synth_sid_dataset,
+        base=base,
         overrides=[
             "epochs=2",
             "model.hidden_size=16",
@@ -159,11 +170,13 @@ def test_interrupted_cell_resumes_from_its_checkpoint(
             "max_len=10",
             "eval.test_protocols=[full]",
         ],
-        models={"SASRec": {}},
+        models={"M": model},
         seeds=[3],
     )
     (cell,) = cells(spec)
-    Trainer(cell.train_config()).fit(max_epochs=1)  # "interrupted" after one epoch
+    first = Trainer(cell.train_config())
+    first.fit(max_epochs=1)  # "interrupted" after one epoch
+    assert first.cfg.objective.loss == ("bce" if model else "ce")
     assert status(spec)[0].state == "partial"
     seen = {}
     real_fit = Trainer.fit

@@ -336,15 +336,12 @@ def run_cell(spec: ExperimentSpec, cell: Cell, threads: int | None = None) -> di
     resume = False
     if (run_dir / "checkpoints" / "last").exists() and saved.is_file():
         from h2rec.training import TrainConfig
+        from h2rec.training.trainer import same_experiment
 
         old_cfg = TrainConfig.model_validate(
             yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
         )
-        old = old_cfg.model_dump(mode="json")
-        now = cfg.model_dump(mode="json")
-        if {k: v for k, v in old.items() if k != "threads"} == {
-            k: v for k, v in now.items() if k != "threads"
-        }:
+        if same_experiment(old_cfg, cfg):
             cfg = cfg.model_copy(update={"threads": old_cfg.threads})
             resume = True
     if (run_dir / "checkpoints" / "last").exists() and not resume:

@@ -94,6 +94,20 @@ def _experiment_fields(cfg: TrainConfig) -> dict[str, Any]:
     return dumped
 
 
+def same_experiment(saved: TrainConfig, cfg: TrainConfig) -> bool:
+    """Whether a run folder's saved config and `cfg` describe the same training, so the run may
+    resume under `cfg`.
+
+    The saved config is the resolved one: where `cfg` names no loss, the trainer wrote the model's
+    own paper loss into it (LLM-ESR, MELT, PCR-CA, URL4DR: "bce"). An unresolved `cfg` therefore
+    takes the saved loss for the comparison; the trainer checks again after resolving, so a model
+    whose default loss changed since still refuses to resume."""
+    now = _experiment_fields(cfg)
+    if "loss" not in cfg.objective.model_fields_set:
+        now["objective"]["loss"] = saved.objective.loss
+    return _experiment_fields(saved) == now
+
+
 class Trainer:
     """Train `cfg.model` on `cfg.data` with `cfg.objective`; evaluate with the one evaluator."""
 
@@ -285,7 +299,7 @@ class Trainer:
             # compared as validated configs, so a field added to TrainConfig since the run
             # started (at its default) does not block resuming it
             saved = load_config(TrainConfig, self.run_dir / "config.yaml")
-            if _experiment_fields(saved) != _experiment_fields(self.cfg):
+            if not same_experiment(saved, self.cfg):
                 raise ConfigError(
                     f"{self.run_dir}: resuming with a different config than the run's"
                 )
