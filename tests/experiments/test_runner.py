@@ -430,3 +430,39 @@ def test_trained_with_is_what_the_trainer_resolved(tmp_path, synth_sid_dataset, 
     cfg = validate(TrainConfig, raw)
     assert cfg.objective.loss == "ce"  # the config's default, as a cell record stores it
     assert runner.trained_with(Trainer(cfg, synth_sid_dataset)) == want
+
+
+@pytest.mark.parametrize(
+    ("base", "model"),
+    [("train/sasrec-synth", {}), ("train/paper-yelp", {"model": {"name": "melt"}})],
+)
+def test_adopt_records_a_finished_run_of_the_same_config_only(
+    tmp_path, synth_sid_dataset, base, model
+) -> None:
+    """A run trained outside the experiment (another name and folder, `h2rec train`) becomes the
+    cell whose config it trained, resolved loss included (MELT's saved config says BCE where the
+    cell names no loss); a run of another config is left alone."""
+    spec = _spec(
+        tmp_path,
+        synth_sid_dataset,
+        base=base,
+        overrides=["epochs=1", "model.hidden_size=16", "model.n_layers=1", "max_len=10"],
+        models={"M": model},
+        seeds=[3],
+    )
+    (cell,) = cells(spec)
+    elsewhere = tmp_path / "elsewhere"
+    same = cell.train_config().model_copy(update={"runs_dir": str(elsewhere), "name": "mine"})
+    other = same.model_copy(update={"name": "other", "seed": 4})
+    out = Trainer(same).fit()
+    Trainer(other).fit()
+    assert runner.adopt(spec, [elsewhere / "other"], echo=lambda _: None) == []
+    assert status(spec)[0].state == "todo"
+    assert runner.adopt(spec, [elsewhere / "other", elsewhere / "mine"], echo=lambda _: None) == [
+        cell.key
+    ]
+    assert status(spec)[0].state == "done"
+    record = json.loads(cell.result_file(spec.results_path).read_text())
+    assert record["adopted_from"] == str(elsewhere / "mine")
+    for protocol, result in out["results"].items():
+        assert record["results"][protocol]["overall"] == result.to_dict()["overall"]

@@ -15,6 +15,7 @@ from h2rec.models import (
     SequentialModel,
     build_model,
     list_models,
+    model_class,
     model_config_class,
     parse_model_config,
     register_model,
@@ -169,6 +170,35 @@ def test_registry_builds_from_config_dicts_and_rejects_unknown_keys() -> None:
     cfg = parse_model_config("sasrec", {"d": 32})
     assert cfg.model_dump()["hidden_size"] == 32
     assert model_config_class("sasrec")().causal is True
+
+
+def test_model_class_gives_each_models_paper_loss_without_building_it() -> None:
+    """Experiment cells name no loss, so each model trains with its own paper's (the notes in
+    shared/notes/baselines-and-sids.md); runs are compared with cells before any model is built."""
+    paper_loss = {
+        "h2rec": "bpr",  # Eq. 10
+        "llm_esr": "bce",
+        "melt": "bce",
+        "pcr_ca": "bce",
+        "url4dr": "bce",
+        "ccfrec": "ce",
+    }
+    for name in list_models():
+        cls = model_class(name)
+        assert issubclass(cls, SequentialModel)
+        assert getattr(cls, "default_loss", None) == paper_loss.get(name), name
+    for name in ["sasrec", "bert4rec", "gru4rec", "mostpop"]:
+        assert type(make(name)) is model_class(name)
+
+    @register_model("unannotated-test", config=ModelConfig)
+    def build(n_items, cfg, inputs):  # type: ignore[no-untyped-def]
+        return make("sasrec")
+
+    try:
+        with pytest.raises(TypeError, match="unannotated-test"):
+            model_class("unannotated-test")
+    finally:
+        registry_module._REGISTRY.pop("unannotated-test")
 
 
 def test_register_model_decorator() -> None:

@@ -277,9 +277,12 @@ def adopt(
     is trained twice. Returns the adopted cell keys."""
     from h2rec.config import validate
     from h2rec.training import TrainConfig
+    from h2rec.training.trainer import resolve_loss
 
     todo = {st.cell.key: st.cell for st in status(spec) if st.state != "done"}
-    wanted = {key: config_identity(cell.train_config()) for key, cell in todo.items()}
+    # a run's saved config holds the loss its trainer resolved (the model's own where the cell
+    # names none), so the cell is compared resolved too
+    wanted = {key: config_identity(resolve_loss(cell.train_config())) for key, cell in todo.items()}
     adopted = []
     for run_dir in run_dirs:
         summary_file, config_file = run_dir / "summary.json", run_dir / "config.yaml"

@@ -12,6 +12,7 @@ a saved config.
 from __future__ import annotations
 
 import importlib
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -88,6 +89,18 @@ def list_models() -> list[str]:
 
 def model_config_class(name: str) -> type[ModelConfig]:
     return _entry(name).config
+
+
+def model_class(name: str) -> type[SequentialModel]:
+    """The class model `name`'s factory builds (its return annotation), so class-level facts such
+    as its paper loss (`default_loss`) are known without data or a built model."""
+    entry = _entry(name)
+    cls = typing.get_type_hints(entry.factory).get("return")
+    if not (isinstance(cls, type) and issubclass(cls, SequentialModel)):
+        raise TypeError(
+            f"model '{name}': its factory must be annotated to return a SequentialModel subclass"
+        )
+    return cls
 
 
 def parse_model_config(

@@ -37,6 +37,7 @@ from h2rec.models import (
     NextItemObjective,
     SequentialModel,
     build_model,
+    model_class,
 )
 from h2rec.progress import progress_enabled
 from h2rec.training import distributed as ddp
@@ -94,18 +95,28 @@ def _experiment_fields(cfg: TrainConfig) -> dict[str, Any]:
     return dumped
 
 
-def same_experiment(saved: TrainConfig, cfg: TrainConfig) -> bool:
-    """Whether a run folder's saved config and `cfg` describe the same training, so the run may
-    resume under `cfg`.
+def resolve_loss(cfg: TrainConfig, model: SequentialModel | None = None) -> TrainConfig:
+    """`cfg` with its model's own paper loss (`default_loss`; H2Rec: Eq. 10's BPR, LLM-ESR, MELT,
+    PCR-CA, URL4DR: BCE) where the config names none, as the trainer trains it and saves it in
+    the run folder. Without a built `model` the class is found by name in the registry, so a
+    run folder's config can be compared with an experiment cell's before anything is built."""
+    if "loss" in cfg.objective.model_fields_set:
+        return cfg
+    source = model if model is not None else model_class(cfg.model.name)
+    default_loss = getattr(source, "default_loss", None)
+    if not default_loss:
+        return cfg
+    objective = cfg.objective.model_copy(update={"loss": default_loss})
+    objective.model_fields_set.add("loss")
+    return cfg.model_copy(update={"objective": objective})
 
-    The saved config is the resolved one: where `cfg` names no loss, the trainer wrote the model's
-    own paper loss into it (LLM-ESR, MELT, PCR-CA, URL4DR: "bce"). An unresolved `cfg` therefore
-    takes the saved loss for the comparison; the trainer checks again after resolving, so a model
-    whose default loss changed since still refuses to resume."""
-    now = _experiment_fields(cfg)
-    if "loss" not in cfg.objective.model_fields_set:
-        now["objective"]["loss"] = saved.objective.loss
-    return _experiment_fields(saved) == now
+
+def same_experiment(saved: TrainConfig, cfg: TrainConfig) -> bool:
+    """Whether a run folder's saved (resolved) config and `cfg` train the same thing, so the run
+    may resume under `cfg`. `cfg` is resolved here: the saved config holds the model's own loss
+    where the cell named none, which is not a change (read as one, every cell of a model with a
+    paper loss of its own restarted from epoch 1 in the next session)."""
+    return _experiment_fields(saved) == _experiment_fields(resolve_loss(cfg))
 
 
 class Trainer:
@@ -130,13 +141,8 @@ class Trainer:
             **params,
         ).to(self.device)
         self.trainable = getattr(self.model, "trainable", True)
-        default_loss = getattr(self.model, "default_loss", None)
-        if default_loss and "loss" not in cfg.objective.model_fields_set:
-            # The model's own paper loss (H2Rec: Eq. 10's pairwise loss) when the config names
-            # none; written into the resolved config, so the run folder says what was used.
-            objective = cfg.objective.model_copy(update={"loss": default_loss})
-            objective.model_fields_set.add("loss")
-            cfg = self.cfg = cfg.model_copy(update={"objective": objective})
+        # written into the resolved config, so the run folder says which loss was used
+        cfg = self.cfg = resolve_loss(cfg, self.model)
         self.objective = build_objective(cfg.objective, self.model, self.ds.n_items)
         self.batches = BatchIterator(
             self.seqs,
