@@ -224,3 +224,37 @@ def test_each_dataset_gets_its_own_table(tmp_path) -> None:
         "other": ["model", "H2Rec", "SASRec"],
     }
     assert "| model | overall NDCG@10 | tail NDCG@10 | head NDCG@10 |" in table
+
+
+def test_published_numbers_follow_our_column_order() -> None:
+    """The paper's numbers sit under ours; their columns come in our tables' order (groups x
+    metrics), not alphabetically, so a reader compares column by column; unknown ones go last."""
+    from h2rec.experiments.report import published_table
+
+    spec = _spec(
+        groups=["overall", "tail", "head"],
+        metrics=["HR@10", "NDCG@10"],
+        published={
+            "uni100": {
+                "synth": {
+                    "H2Rec": {
+                        "head NDCG@10": 0.6,
+                        "overall HR@10": 0.1,
+                        "tail HR@10": 0.3,
+                        "Extra": 0.9,
+                        "overall NDCG@10": 0.2,
+                        "head HR@10": 0.5,
+                        "tail NDCG@10": 0.4,
+                    }
+                }
+            }
+        },
+    )
+    table = published_table(spec, "uni100")
+    header = next(line for line in table.splitlines() if line.startswith("| model"))
+    assert header == (
+        "| model | overall HR@10 | overall NDCG@10 | tail HR@10 | tail NDCG@10 | head HR@10 "
+        "| head NDCG@10 | Extra |"
+    )
+    assert "| H2Rec | 0.1000 | 0.2000 | 0.3000 | 0.4000 | 0.5000 | 0.6000 | 0.9000 |" in table
+    assert published_table(spec, "full") == ""

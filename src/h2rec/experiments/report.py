@@ -250,7 +250,10 @@ def published_table(spec: ExperimentSpec, protocol: str) -> str:
     pub = spec.report.published.get(protocol)
     if not pub:
         return ""
-    cols = sorted({c for per_ds in pub.values() for per_m in per_ds.values() for c in per_m})
+    present = {c for per_ds in pub.values() for per_m in per_ds.values() for c in per_m}
+    # the column order of this project's tables above it (group x metric), then any others
+    ours = [f"{g} {m}" for g in spec.report.groups for m in spec.report.metrics]
+    cols = [c for c in ours if c in present] + sorted(present - set(ours))
     lines = []
     for d, per_ds in pub.items():
         lines += [f"\n{d} (published):\n", "| model | " + " | ".join(cols) + " |"]
