@@ -546,7 +546,7 @@ class CCFRec(SequentialModel):
         vecs = self.output_vectors(unique)
         if items.dim() == 2 and unique.numel() <= 16 * items.shape[1]:
             return dot_all(u, vecs).gather(1, inverse) / self.tau
-        return dot_items(u, vecs[inverse]) / self.tau
+        return dot_items(u, take_rows(vecs, inverse)) / self.tau
 
     # -- auxiliary losses ------------------------------------------------------------------------
     def auxiliary_losses(

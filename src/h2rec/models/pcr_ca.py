@@ -483,7 +483,7 @@ class PCRCA(SequentialModel):
         if self.sem_mask is not None:
             is_mask = (uniq == self.n_items + 1).unsqueeze(-1)
             e_u = torch.where(is_mask, self.sem_mask.to(e_u.dtype), e_u)
-        return e_u[inverse].view(*ids.shape, self.d), batch
+        return take_rows(e_u, inverse).view(*ids.shape, self.d), batch
 
     def _item_table(self) -> Tensor:
         items = torch.arange(1, self.n_items + 1, device=self.text.device)

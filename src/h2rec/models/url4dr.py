@@ -465,7 +465,7 @@ class URL4DR(SequentialModel):
             is_mask = torch.nonzero(uniq == self.n_items + 1, as_tuple=True)[0]
             if is_mask.numel():
                 rows = rows.index_copy(0, is_mask, self.mask_vector.float()[None, :])
-        return rows[inv], items, counts, q
+        return take_rows(rows, inv), items, counts, q
 
     def _full(self) -> tuple[Tensor, Tensor]:
         """(item table `[n_items + 1, width]`, codes `[n_items + 1, L]` with row 0 = -1).

@@ -1,7 +1,11 @@
 """Row selection by 1-D `index_select`, whose backward is an `index_add_`.
 
 Advanced indexing (`x[ids]`, `x[rows, cols]`) has a sorting `index_put_` with accumulation as its
-backward, several times slower on CPU; these are the same values and gradients.
+backward, several times slower on CPU; these are the same values and gradients. With more than one
+CPU thread that `index_put_` also adds repeated ids in a varying order (atomic adds), so a model
+that gathers a differentiable table at repeated ids with `x[ids]` is not bit-reproducible there
+(URL4DR and PCR-CA were; `tests/training/test_resume_every_model.py`). On one thread the two are
+bit-identical.
 """
 
 from __future__ import annotations
