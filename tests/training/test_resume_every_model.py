@@ -22,6 +22,7 @@ MODELS = {
         ["objective.kind=cloze", "objective.loss=ce", "objective.mask_ratio=0.6"],
     ),
     "gru4rec": ("{name: gru4rec, hidden_size: 16}", ["objective.loss=bce"]),
+    "melt": ("{name: melt, hidden_size: 16, n_layers: 1, dropout: 0.5}", []),
     "llm_esr": (
         "{name: llm_esr, hidden_size: 16, n_layers: 1, dropout: 0.5, sd_neighbours: 2,"
         " text_embeddings: tfidf}",
