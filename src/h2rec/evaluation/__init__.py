@@ -30,6 +30,7 @@ from h2rec.evaluation.report import (
     print_results,
     render_results,
 )
+from h2rec.evaluation.revisits import revisit_breakdown, revisit_mask
 from h2rec.evaluation.stamp import ProtocolStamp, config_hash
 
 __all__ = [
@@ -61,6 +62,8 @@ __all__ = [
     "rank_full",
     "rank_sampled",
     "render_results",
+    "revisit_breakdown",
+    "revisit_mask",
     "sample_negatives",
     "user_groups",
 ]

@@ -46,6 +46,7 @@ from h2rec.evaluation.examples import build_examples, check_split, padded_full_h
 from h2rec.evaluation.exposure import exposure
 from h2rec.evaluation.metrics import check_ks, compute_metrics
 from h2rec.evaluation.ranking import check_tie, rank_full, rank_sampled
+from h2rec.evaluation.revisits import revisit_mask
 from h2rec.evaluation.stamp import ProtocolStamp, config_hash
 from h2rec.io import atomic_write_bytes, atomic_write_json, npy_bytes
 
@@ -226,6 +227,7 @@ class Evaluator:
         self.content_hash = dataset.content_hash()
 
         self.examples = build_examples(dataset, split, self.max_len, min_history=self.min_history)
+        self._revisits: np.ndarray | None = None
         if len(self.examples) == 0:
             raise ValueError(
                 f"dataset {dataset.name!r} has no users to evaluate on split {split!r} "
@@ -434,6 +436,13 @@ class Evaluator:
         if not self.exclude_history:
             return scores, None
         return scores, torch.from_numpy(padded_full_histories(self.dataset, self.examples, rows))
+
+    def revisits(self) -> np.ndarray:
+        """bool per evaluated user: the target is already in the user's history (a revisit; see
+        `evaluation.revisits`). Aligned with `users` and the group masks."""
+        if self._revisits is None:
+            self._revisits = revisit_mask(self.dataset, self.examples)
+        return self._revisits
 
     def exposure(self, score_fn: ScoreFn, ks: Sequence[int] = (10,)) -> dict[str, float]:
         """Head share, average popularity, coverage and Gini of the top-k recommendations (see
