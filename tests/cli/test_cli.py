@@ -187,6 +187,13 @@ def test_train_then_evaluate(tmp_path, synth_dir) -> None:
     exposure = json.loads((runs / "r" / "results" / "test-exposure.json").read_text())
     assert set(exposure) >= {"head_share@5", "arp@10", "coverage@10", "gini@5"}
     assert 0.0 < exposure["coverage@5"] <= exposure["coverage@10"] <= 1.0
+    res = _ok(["-q", "evaluate", str(runs / "r"), "--protocol", "full", "--revisits"])
+    assert "revisit targets" in res.output
+    split = json.loads((runs / "r" / "results" / "test-full-revisits.json").read_text())
+    o, share = split["overall"], split["overall"]["revisit_share"]
+    assert o["all NDCG@10"] == pytest.approx(full_train["overall"]["NDCG@10"])
+    parts = [(share, o["revisits NDCG@10"]), (1 - share, o["new NDCG@10"])]
+    assert o["all NDCG@10"] == pytest.approx(sum(w * v for w, v in parts if w > 0))
 
 
 def test_embed_and_tokenize(tmp_path, synth_dir) -> None:

@@ -292,6 +292,14 @@ def evaluate(
             "expose (head share, average popularity, coverage, Gini)"
         ),
     ] = "",
+    revisits: Annotated[
+        bool,
+        typer.Option(
+            "--revisits",
+            help="also split each protocol's metrics into revisit targets (already in the "
+            "user's history) and new targets",
+        ),
+    ] = False,
 ) -> None:
     """Re-evaluate a trained run's best weights under one or more protocols.
 
@@ -307,6 +315,7 @@ def evaluate(
         logging.getLogger().setLevel(logging.WARNING)
         set_progress(False)
     results = []
+    split_tables: list[Any] = []
     try:
         cfg, trainer = _run(load_run, run_dir)
         updates = {
@@ -321,6 +330,10 @@ def evaluate(
             suffix = "".join(f"-{k}={v}" for k, v in sorted(updates.items()))
             if world.main:
                 res.save(Path(run_dir) / "results" / f"{split}-{p}{suffix}.json")
+                if revisits:
+                    split_tables.append(
+                        _revisits(trainer.evaluator(split, p), res, run_dir, f"{split}-{p}{suffix}")
+                    )
             results.append(res)
         try:
             ks = [int(x) for x in exposure.split(",") if x.strip()]
@@ -334,8 +347,36 @@ def evaluate(
     for res in results:
         for table in render_results([res]):
             console.print(table)
+    for table in split_tables:
+        console.print(table)
     if shown is not None:
         console.print(shown)
+
+
+def _revisits(ev: Any, res: Any, run_dir: Path, name: str) -> Any:
+    """One result's metrics split into revisit and new targets, saved beside it; a table."""
+    from rich.table import Table
+
+    from h2rec.evaluation import revisit_breakdown
+    from h2rec.io import atomic_write_json
+
+    out = revisit_breakdown(res.ranks, ev.revisits(), ev.groups, ks=ev.ks)
+    atomic_write_json(Path(run_dir) / "results" / f"{name}-revisits.json", out)
+    table = Table(title=f"{name}: revisit targets (already in the history) and new targets")
+    table.add_column("group")
+    table.add_column("users", justify="right")
+    table.add_column("revisits", justify="right")
+    metric = f"NDCG@{10 if 10 in ev.ks else ev.ks[0]}"
+    for part in ("all", "revisits", "new"):
+        table.add_column(f"{part} {metric}", justify="right")
+    for group, row in out.items():
+        table.add_row(
+            group,
+            f"{row['n_users']:,.0f}",
+            f"{row['revisit_share']:.1%}",
+            *(f"{row[f'{part} {metric}']:.4f}" for part in ("all", "revisits", "new")),
+        )
+    return table
 
 
 def _exposure(trainer: Any, split: str, ks: list[int], run_dir: Path) -> Any:
