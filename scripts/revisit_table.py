@@ -20,6 +20,7 @@ import numpy as np
 from h2rec.config import load_config
 from h2rec.data import load_dataset
 from h2rec.evaluation import EvalResult, Evaluator, revisit_breakdown
+from h2rec.evaluation.revisits import breakdown_json
 from h2rec.io import atomic_write_json
 from h2rec.training import TrainConfig
 
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         revisit = ev.revisits()
         groups = {g: ev.groups[g] for g in ("tail", "head")}
         out = revisit_breakdown(result.ranks, revisit, groups, ks=(k,))
-        atomic_write_json(run / "results" / "test-full-revisits.json", out)
+        atomic_write_json(run / "results" / "test-full-revisits.json", breakdown_json(out))
         shares[str(cfg.data)] = {g: out[g]["revisit_share"] for g in out}
         o, t, h = out["overall"], out["tail"], out["head"]
         rows.append(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 
 from h2rec.evaluation import Evaluator, revisit_breakdown
+from h2rec.evaluation.revisits import breakdown_json
 
 from .helpers import make_dataset, random_dataset
 
@@ -61,3 +63,7 @@ def test_breakdown_by_hand() -> None:
     assert t["hits@10 that are revisits"] == 0.5
     with pytest.raises(ValueError, match="shape"):
         revisit_breakdown(ranks, revisit[:3], {})
+    none = revisit_breakdown(ranks, np.zeros(4, dtype=bool), {})["overall"]  # Beauty: no revisits
+    assert math.isnan(none["revisits NDCG@10"]) and none["new NDCG@10"] == o["all NDCG@10"]
+    as_json = json.loads(json.dumps(breakdown_json({"overall": none}), allow_nan=False))
+    assert as_json["overall"]["revisits NDCG@10"] is None

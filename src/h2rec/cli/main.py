@@ -357,11 +357,11 @@ def _revisits(ev: Any, res: Any, run_dir: Path, name: str) -> Any:
     """One result's metrics split into revisit and new targets, saved beside it; a table."""
     from rich.table import Table
 
-    from h2rec.evaluation import revisit_breakdown
+    from h2rec.evaluation.revisits import breakdown_json, revisit_breakdown
     from h2rec.io import atomic_write_json
 
     out = revisit_breakdown(res.ranks, ev.revisits(), ev.groups, ks=ev.ks)
-    atomic_write_json(Path(run_dir) / "results" / f"{name}-revisits.json", out)
+    atomic_write_json(Path(run_dir) / "results" / f"{name}-revisits.json", breakdown_json(out))
     table = Table(title=f"{name}: revisit targets (already in the history) and new targets")
     table.add_column("group")
     table.add_column("users", justify="right")

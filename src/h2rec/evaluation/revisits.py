@@ -65,3 +65,9 @@ def revisit_breakdown(
             )
         out[name] = row
     return out
+
+
+def breakdown_json(out: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
+    """`revisit_breakdown`'s output with NaN (an empty part, e.g. no revisits on Beauty) as None,
+    so the file is standard JSON."""
+    return {g: {k: None if v != v else v for k, v in row.items()} for g, row in out.items()}
