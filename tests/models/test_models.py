@@ -197,6 +197,14 @@ def test_model_class_gives_each_models_paper_loss_without_building_it() -> None:
     try:
         with pytest.raises(TypeError, match="unannotated-test"):
             model_class("unannotated-test")
+        # comparing a run folder's config with a cell's then keeps the config as it is
+        from h2rec.config import apply_overrides, read_yaml, validate
+        from h2rec.training import TrainConfig
+        from h2rec.training.trainer import resolve_loss
+
+        raw = apply_overrides(read_yaml("train/paper-yelp"), ["model={name: unannotated-test}"])
+        cfg = validate(TrainConfig, raw)
+        assert resolve_loss(cfg) is cfg
     finally:
         registry_module._REGISTRY.pop("unannotated-test")
 

@@ -102,7 +102,12 @@ def resolve_loss(cfg: TrainConfig, model: SequentialModel | None = None) -> Trai
     run folder's config can be compared with an experiment cell's before anything is built."""
     if "loss" in cfg.objective.model_fields_set:
         return cfg
-    source = model if model is not None else model_class(cfg.model.name)
+    source: Any = model
+    if source is None:
+        try:
+            source = model_class(cfg.model.name)
+        except TypeError:  # a user's factory without a return annotation: no class to ask
+            return cfg
     default_loss = getattr(source, "default_loss", None)
     if not default_loss:
         return cfg
