@@ -76,7 +76,8 @@ $H experiment run experiments/table2 --threads 1 \$(scripts/lanes.sh until-opt);
 $H experiment run experiments/table3 --threads 1 \$(scripts/lanes.sh until-opt)"
   # issue 6, the one-seed H2Rec tables on Yelp: Figure 3's last gamma, p, w, the backbones, the
   # check of Table 2's sampled LLM-ESR teacher against all 10 neighbours, MELT's first refresh
-  # one epoch later; then Table 3, Table 2
+  # one epoch later; then Table 3, Table 2, and the check of Table 2's model selection on Yelp
+  # (revisits left out of validation) once no Table 2 cell is left for this lane
   [sweeps]="scripts/lanes.sh setup yelp beauty; \
 $H experiment run experiments/figure3 --threads 1 \$(scripts/lanes.sh until-opt); \
 $H experiment run experiments/table4 --threads 1 \$(scripts/lanes.sh until-opt); \
@@ -85,7 +86,8 @@ $H experiment run experiments/table7 --threads 1 \$(scripts/lanes.sh until-opt);
 $H experiment run experiments/llm-esr-teacher --threads 1 \$(scripts/lanes.sh until-opt); \
 $H experiment run experiments/melt-refresh --threads 1 \$(scripts/lanes.sh until-opt); \
 $H experiment run experiments/table3 --threads 1 \$(scripts/lanes.sh until-opt); \
-$H experiment run experiments/table2 --threads 1 \$(scripts/lanes.sh until-opt)"
+$H experiment run experiments/table2 --threads 1 \$(scripts/lanes.sh until-opt); \
+$H experiment run experiments/selection-new-targets --threads 1 \$(scripts/lanes.sh until-opt)"
   # a third lane for a machine with cores to spare (here it shares the two): Table 2 from the end
   [extra]="scripts/lanes.sh setup yelp beauty; \
 $H experiment run experiments/table2 --lane 1/2 --threads 1 \$(scripts/lanes.sh until-opt); \

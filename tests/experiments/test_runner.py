@@ -283,6 +283,7 @@ SHIPPED = [
     "experiments/figure4",
     "experiments/llm-esr-teacher",
     "experiments/melt-refresh",
+    "experiments/selection-new-targets",
 ]
 
 
@@ -313,6 +314,20 @@ def test_shipped_experiments_agree_on_every_shared_cell() -> None:
                 assert h == h0, f"{cell.key}: {name} and {first} give it different configs"
             else:
                 seen[where] = (name, h)
+
+
+def test_selection_check_differs_from_table2_only_in_the_selection_rule() -> None:
+    table2 = {(c.dataset, c.model, c.seed): c for c in cells(load_experiment("experiments/table2"))}
+    check = cells(load_experiment("experiments/selection-new-targets"))
+    assert len(check) == 4
+    for cell in check:
+        label = cell.model.removesuffix(", new-target selection")
+        ours = cell.train_config().model_dump(mode="json")
+        theirs = table2[(cell.dataset, label, cell.seed)].train_config().model_dump(mode="json")
+        assert ours["eval"].pop("valid_targets") == "new"
+        assert theirs["eval"].pop("valid_targets") == "all"
+        ours.pop("name"), theirs.pop("name")
+        assert ours == theirs, cell.key
 
 
 def test_llm_esr_teacher_check_shares_table2s_cell() -> None:

@@ -107,6 +107,30 @@ def test_resume_accepts_a_config_saved_before_a_field_existed(tmp_path, synth_ds
         Trainer(changed, synth_ds).fit(resume=True)
 
 
+def test_selection_on_new_targets_leaves_revisits_out(tmp_path, synth_ds) -> None:
+    """`eval.valid_targets=new`: the best epoch maximises validation NDCG@10 over the users whose
+    validation target is not already in their history, checked against a naive scan."""
+    cfg = _cfg(
+        tmp_path, synth_ds, "name=new", "epochs=3", "eval.patience=10", "eval.valid_targets=new"
+    )
+    trainer = Trainer(cfg, synth_ds)
+    out = trainer.fit()
+    rows = _metrics(tmp_path / "new")
+    best = int(np.argmax([r["valid_new"]["NDCG@10"] for r in rows])) + 1
+    assert out["summary"]["best_epoch"] == best
+    # the trainer holds the best weights after fit; rank validation again and score by hand
+    res = trainer.evaluate("valid", "full")
+    new = []
+    for u in res.users:
+        seq = synth_ds.inter_item[synth_ds.offsets[u] : synth_ds.offsets[u + 1]].tolist()
+        new.append(seq[-2] not in seq[:-2])  # leave-one-out: the validation target is 2nd last
+    new = np.array(new)
+    assert 0 < (~new).sum() < len(new)
+    gains = np.where(res.ranks < 10, 1.0 / np.log2(res.ranks + 2.0), 0.0)
+    assert rows[best - 1]["valid_new"]["NDCG@10"] == pytest.approx(gains[new].mean())
+    assert rows[best - 1]["valid"]["NDCG@10"] == pytest.approx(gains.mean())  # still logged
+
+
 def test_resume_ignores_how_the_run_executes(tmp_path, synth_ds) -> None:
     """Threads, checkpoint cadence and evaluation batch size change how a run executes, not
     what it computes: a run interrupted under one setting resumes under another, and ends where

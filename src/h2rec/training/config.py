@@ -58,6 +58,11 @@ class OptimSection(StrictModel):
 
 class EvalSection(StrictModel):
     valid_protocol: str = "full"  # protocol for model selection during training
+    # which validation targets select the model: "all", or "new" (leave out revisits, targets
+    # already in the user's history: on Yelp the untrained epoch-1 text models win full-ranking
+    # validation by re-recommending the history; evaluation.revisits). Test metrics always
+    # cover every target.
+    valid_targets: Literal["all", "new"] = "all"
     metric: str = "NDCG@10"  # validation metric to maximise
     patience: int = Field(10, ge=1)  # epochs without improvement before stopping
     every: int = Field(1, ge=1)  # validate every N epochs

@@ -29,7 +29,7 @@ from torch import Tensor
 from h2rec.config import dump_yaml, load_config
 from h2rec.data import Dataset, load_dataset
 from h2rec.errors import ConfigError, H2RecError
-from h2rec.evaluation import EvalResult, Evaluator, config_hash
+from h2rec.evaluation import EvalResult, Evaluator, compute_metrics, config_hash
 from h2rec.io import atomic_write_json, atomic_write_text
 from h2rec.models import (
     ClozeObjective,
@@ -515,11 +515,13 @@ class Trainer:
             res = self.evaluate("valid", cfg.eval.valid_protocol)
             row["valid_seconds"] = time.perf_counter() - t1
             row["valid"] = res.overall
-            if cfg.eval.metric not in res.overall:
-                raise ConfigError(
-                    f"eval.metric {cfg.eval.metric!r} not among {sorted(res.overall)}"
-                )
-            value = res.overall[cfg.eval.metric]
+            selection = res.overall
+            if cfg.eval.valid_targets == "new":  # selection leaves revisit targets out
+                new = ~self.evaluator("valid", cfg.eval.valid_protocol).revisits()
+                selection = row["valid_new"] = compute_metrics(res.ranks[new], cfg.eval.ks)
+            if cfg.eval.metric not in selection:
+                raise ConfigError(f"eval.metric {cfg.eval.metric!r} not among {sorted(selection)}")
+            value = selection[cfg.eval.metric]
             if warming:
                 self._track_warmup(warm, epoch + 1, value)
             # before the model's selection start (a warm-up of something else) an epoch is
