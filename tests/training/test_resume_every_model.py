@@ -46,6 +46,8 @@ MODELS = {
         " n_heads: 2, dropout: 0.5, text_embeddings: tfidf}",
         [],
     ),
+    # every H2Rec random draw (anchors, masked level, dropout) comes from checkpointed RNG
+    "h2rec": ("{name: h2rec, hidden_size: 8, sids: rqk, text_embeddings: tfidf, ca_p: 2}", []),
     "pcr_ca": (
         "{name: pcr_ca, hidden_size: 16, n_layers: 1, dropout: 0.5, codebook_size: 16,"
         " text_embeddings: tfidf}",
@@ -93,6 +95,8 @@ def test_interrupted_run_resumes_exactly(tmp_path, synth_sid_dataset, label) -> 
         for n in ("straight", "resumed")
     ]
     assert [r["epoch"] for r in rows[1]] == [1, 2]
+    if label == "h2rec":  # its two alignment losses are logged, so compared below
+        assert {"loss_ca", "loss_msg"} <= rows[0][0].keys()
     for a, b in zip(*rows, strict=True):  # losses (each part), lr, validation: all equal
         assert _computed(a) == _computed(b)
     assert straight["summary"]["test"] == resumed["summary"]["test"]
