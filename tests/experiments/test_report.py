@@ -149,12 +149,14 @@ def test_significance_marks_say_the_direction(tmp_path) -> None:
     assert "†" not in row["H2Rec"][tail_col]
     swapped = _spec(target="SASRec", baselines=["H2Rec"])
     sts = [CellStatus(c, "done", r) for c, r in zip(_cells_for(swapped), _records(), strict=True)]
-    row = {
-        ln.split("|")[1].strip(): ln.split("|")
-        for ln in report(swapped, sts, tmp_path / "b").splitlines()
-        if ln.startswith("| ")
-    }
+    md = report(swapped, sts, tmp_path / "b")
+    row = {ln.split("|")[1].strip(): ln.split("|") for ln in md.splitlines() if ln.startswith("| ")}
     assert row["SASRec"][tail_col].strip().endswith("†")
+    # the table says what its marks mean, for the target it marks and at which p
+    assert (
+        "(marks on SASRec: `*` significantly higher, `†` significantly lower, at p < 0.05;"
+        " doubled at p < 0.01)" in md
+    )
 
 
 def test_protocols_get_separate_tables(tmp_path) -> None:

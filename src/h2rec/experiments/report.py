@@ -239,7 +239,9 @@ def protocol_table(
     md = "\n".join(lines)
     if notes:
         md += (
-            "\n\nPaired two-sided t-tests against the strongest testable baseline:\n\n"
+            "\n\nPaired two-sided t-tests against the strongest testable baseline"
+            f" (marks on {rep.target}: `*` significantly higher, `†` significantly lower, at"
+            f" p < {rep.alpha:g}; doubled at p < {rep.alpha / 5:g}):\n\n"
             + "\n".join(f"- {n}" for n in notes)
         )
     return md, rows
