@@ -85,7 +85,8 @@ def test_report_marks_best_second_and_significance(tmp_path) -> None:
     sts = [CellStatus(c, "done", r) for c, r in zip(_cells_for(spec), _records(), strict=True)]
     md = report(spec, sts, tmp_path)
     # tail: H2Rec best (bold), SID-only second (underlined); overall: H2Rec best, SASRec second
-    row = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    main = md.split("against every baseline")[0]  # the pairwise grid below has the same rows
+    row = {line.split("|")[1].strip(): line for line in main.splitlines() if line.startswith("| ")}
     assert "**0.3100 ± 0.0100**" in row["H2Rec"]
     assert "<u>0.2900 ± 0.0100</u>" in row["SASRec"]
     assert "<u>0.1500 ± 0.0100</u>" in row["SID-only"]
@@ -260,3 +261,44 @@ def test_published_numbers_follow_our_column_order() -> None:
     )
     assert "| H2Rec | 0.1000 | 0.2000 | 0.3000 | 0.4000 | 0.5000 | 0.6000 | 0.9000 |" in table
     assert published_table(spec, "full") == ""
+
+
+def test_holm_adjustment_by_hand() -> None:
+    from h2rec.experiments.report import holm
+
+    # four testable p-values (NaN is not part of the family): sorted 0.005, 0.01, 0.03, 0.04
+    # -> 4 x 0.005 = 0.02, 3 x 0.01 = 0.03, 2 x 0.03 = 0.06, max(0.06, 1 x 0.04) = 0.06
+    adj = holm([0.01, 0.04, 0.03, math.nan, 0.005])
+    assert adj[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert math.isnan(adj[3])
+    assert adj[4] == pytest.approx(0.02)
+    assert holm([0.6, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+
+
+def test_target_is_tested_against_every_baseline(tmp_path) -> None:
+    spec = _spec()
+    sts = [CellStatus(c, "done", r) for c, r in zip(_cells_for(spec), _records(), strict=True)]
+    md = report(spec, sts, tmp_path)
+    with open(tmp_path / "t2-full-pairwise.csv") as fh:
+        rows = {(r["group"], r["baseline"]): r for r in csv.DictReader(fh)}
+    assert set(rows) == {
+        (g, b) for g in ("overall", "tail", "head") for b in ("SASRec", "SID-only")
+    }
+    h2 = {s: v[1] for s, v in VALUES["H2Rec"].items()}
+    ps = {}
+    for b in ("SASRec", "SID-only"):
+        other = np.array([VALUES[b][s][1] for s in (42, 43, 44)])
+        mine = np.array([h2[s] for s in (42, 43, 44)])
+        res = stats.ttest_rel(mine, other)
+        r = rows["tail", b]
+        assert float(r["diff"]) == pytest.approx((mine - other).mean())
+        assert float(r["p"]) == pytest.approx(res.pvalue)
+        assert int(r["n_pairs"]) == 3
+        ps[b] = res.pvalue
+    # Holm over the two baselines of the tail column
+    lo, hi = sorted(ps, key=ps.get)
+    assert float(rows["tail", lo]["p_holm"]) == pytest.approx(min(1, 2 * ps[lo]))
+    assert float(rows["tail", hi]["p_holm"]) == pytest.approx(max(min(1, 2 * ps[lo]), ps[hi]))
+    assert "H2Rec against every baseline, NDCG@10" in md
+    sid_row = next(line for line in md.splitlines() if line.startswith("| SID-only | +"))
+    assert f"{float(rows['tail', 'SID-only']['diff']):+.4f}, p {ps['SID-only']:.2g}" in sid_row

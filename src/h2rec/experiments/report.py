@@ -8,6 +8,10 @@
   target's value is marked by the DIRECTION of the difference: `*` (`**` for p < alpha / 5) when
   it is significantly higher, `†` (`††`) when significantly lower, so a significant loss never
   reads as a win; the p-values are listed under the table.
+- Pairwise: the target against EVERY baseline on `select_metric` per dataset and group (mean
+  difference, paired t-test p, and Holm-adjusted p within each dataset/group column, since a
+  claim such as "H2Rec beats the literature baselines" makes one test per baseline); written
+  under the table and as `<name>-<protocol>-pairwise.csv`.
 - One table per protocol: sampled (uniN/popN) and full-ranking numbers never share a table.
 """
 
@@ -142,6 +146,91 @@ def significance_mark(t: float, p: float, alpha: float) -> str:
         return ""
     mark = "*" if t > 0 else "†"
     return mark * 2 if p < alpha / 5 else mark
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down; NaN entries are left out of the family and
+    stay NaN): the smallest of m p-values is multiplied by m, the next by m - 1, ..., and the
+    running maximum keeps the adjusted values monotone."""
+    idx = sorted((i for i, p in enumerate(pvalues) if not math.isnan(p)), key=lambda i: pvalues[i])
+    out = [math.nan] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (len(idx) - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def pairwise(
+    spec: ExperimentSpec, data: dict[Key, dict[int, float]], protocol: str
+) -> list[dict[str, Any]]:
+    """The target against every baseline on `select_metric`, per dataset and group: one row per
+    (dataset, group, baseline) with both means, their difference, t, p and Holm-adjusted p (the
+    family is one dataset/group column). Empty when no pair has two shared seeds."""
+    rep = spec.report
+    if rep.target is None:
+        return []
+    rows: list[dict[str, Any]] = []
+    for d in spec.datasets:
+        for g in rep.groups:
+            tgt = data.get((d, rep.target, protocol, g, rep.select_metric))
+            if not tgt:
+                continue
+            col = []
+            for b in baseline_labels(spec):
+                base = data.get((d, b, protocol, g, rep.select_metric))
+                if not base:
+                    continue
+                t, p, n = paired_test(tgt, base)
+                seeds = sorted(set(tgt) & set(base))
+                diff = statistics.fmean(tgt[s] - base[s] for s in seeds) if seeds else math.nan
+                col.append(
+                    {
+                        "dataset": d,
+                        "group": g,
+                        "metric": rep.select_metric,
+                        "target": rep.target,
+                        "baseline": b,
+                        "target_mean": summarize(tgt).mean,
+                        "baseline_mean": summarize(base).mean,
+                        "diff": diff,
+                        "t": t,
+                        "p": p,
+                        "n_pairs": n,
+                    }
+                )
+            for row, adj in zip(col, holm([r["p"] for r in col]), strict=True):
+                row["p_holm"] = adj
+            rows += col
+    return rows if any(not math.isnan(r["p"]) for r in rows) else []
+
+
+def pairwise_markdown(spec: ExperimentSpec, rows: list[dict[str, Any]]) -> str:
+    """Baselines x (dataset, group) grid of "difference, p (Holm p)"."""
+    cols = list(dict.fromkeys((r["dataset"], r["group"]) for r in rows))
+    bases = list(dict.fromkeys(r["baseline"] for r in rows))
+    cell = {(r["baseline"], r["dataset"], r["group"]): r for r in rows}
+    multi = len({d for d, _ in cols}) > 1
+    header = ["baseline", *[f"{d} {g}" if multi else g for d, g in cols]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for b in bases:
+        out = [b]
+        for d, g in cols:
+            r = cell.get((b, d, g))
+            if r is None:
+                out.append("–")
+            elif math.isnan(r["p"]):
+                out.append(f"{r['diff']:+.4f} (n={r['n_pairs']})")
+            else:
+                out.append(f"{r['diff']:+.4f}, p {r['p']:.2g} ({r['p_holm']:.2g})")
+        lines.append("| " + " | ".join(out) + " |")
+    rep = spec.report
+    return (
+        f"{rep.target} against every baseline, {rep.select_metric}: mean paired difference "
+        f"({rep.target} minus baseline), two-sided paired t-test p and, in brackets, p "
+        "Holm-adjusted over the baselines of its column (n = shared seeds where fewer than "
+        "two):\n\n" + "\n".join(lines)
+    )
 
 
 def protocol_table(
@@ -368,6 +457,14 @@ def report(spec: ExperimentSpec, statuses: list[CellStatus], out: Path | None = 
             "",
             md,
         ]
+        pair_rows = pairwise(spec, data, protocol)
+        if pair_rows:
+            parts += ["", pairwise_markdown(spec, pair_rows)]
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=list(pair_rows[0]))
+            writer.writeheader()
+            writer.writerows(pair_rows)
+            atomic_write_text(out / f"{spec.name}-{protocol}-pairwise.csv", buf.getvalue())
         pub = published_table(spec, protocol)
         if pub:
             parts += ["", pub]
@@ -402,4 +499,14 @@ def write_block(doc: Path, name: str, markdown: str) -> None:
     atomic_write_text(doc, text)
 
 
-__all__ = ["collect", "paired_test", "protocol_table", "report", "slug", "summarize", "write_block"]
+__all__ = [
+    "collect",
+    "holm",
+    "paired_test",
+    "pairwise",
+    "protocol_table",
+    "report",
+    "slug",
+    "summarize",
+    "write_block",
+]
