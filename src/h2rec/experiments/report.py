@@ -217,7 +217,7 @@ def pairwise_markdown(spec: ExperimentSpec, rows: list[dict[str, Any]]) -> str:
         out = [b]
         for d, g in cols:
             r = cell.get((b, d, g))
-            if r is None:
+            if r is None or r["n_pairs"] == 0:
                 out.append("–")
             elif math.isnan(r["p"]):
                 out.append(f"{r['diff']:+.4f} (n={r['n_pairs']})")
