@@ -418,6 +418,15 @@ def _figure(
     return path
 
 
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows of one shape as a CSV file, written atomically (header from the first row)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
 def report(spec: ExperimentSpec, statuses: list[CellStatus], out: Path | None = None) -> str:
     """Write report.md, one CSV per protocol and the figures under `out` (default:
     `<results_dir>/reports/<name>`, so experiments sharing a results folder keep apart);
@@ -460,19 +469,11 @@ def report(spec: ExperimentSpec, statuses: list[CellStatus], out: Path | None = 
         pair_rows = pairwise(spec, data, protocol)
         if pair_rows:
             parts += ["", pairwise_markdown(spec, pair_rows)]
-            buf = io.StringIO()
-            writer = csv.DictWriter(buf, fieldnames=list(pair_rows[0]))
-            writer.writeheader()
-            writer.writerows(pair_rows)
-            atomic_write_text(out / f"{spec.name}-{protocol}-pairwise.csv", buf.getvalue())
+            _write_csv(out / f"{spec.name}-{protocol}-pairwise.csv", pair_rows)
         pub = published_table(spec, protocol)
         if pub:
             parts += ["", pub]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(out / f"{spec.name}-{protocol}.csv", buf.getvalue())
+        _write_csv(out / f"{spec.name}-{protocol}.csv", rows)
     figures = []
     for fig_spec in spec.report.figures:
         path = _figure(spec, data, fig_spec, out)
