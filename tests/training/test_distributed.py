@@ -150,6 +150,11 @@ def test_torchrun_two_cpu_processes(tmp_path, ddp_ds) -> None:
 def _worker(rank: int, port: int, data: str, runs: str, out: str) -> None:
     """One of two spawned ranks: an uninterrupted run, an interrupted and resumed one, and a
     sharded evaluation of fixed weights with uneven shards."""
+    # the rank's stderr goes to a file the parent shows on failure: a C++ abort (SIGABRT) inside
+    # gloo leaves no Python traceback, only what it printed before dying
+    log = os.open(Path(out) / f"rank{rank}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
     os.environ.update(
         RANK=str(rank),
         WORLD_SIZE="2",
@@ -211,6 +216,9 @@ def test_spawned_ranks_resume_exactly_and_gather_ranks_exactly(tmp_path, ddp_ds)
                 if "address already in use" not in str(exc).lower() or attempt == 2:
                     raise
                 shutil.rmtree(runs, ignore_errors=True)
+            except mp.ProcessExitedException as exc:  # killed by a signal: show what it printed
+                logs = {p.name: p.read_text()[-4000:] for p in sorted(out.glob("rank*.log"))}
+                pytest.fail(f"{exc}\n" + "\n".join(f"--- {k}:\n{v}" for k, v in logs.items()))
     finally:
         for k, v in old.items():
             if v is None:
