@@ -254,3 +254,28 @@ def test_published_sid_diagnostics_on_beauty(tmp_path, shared_data) -> None:
     assert diag["n_items"] == 12101
     assert abs(diag["collision"]["rate"] - (1 - 12088 / 12101)) < 1e-12
     assert "collision rate" in res.output
+
+
+def test_experiment_status_totals_shared_cells_once(tmp_path) -> None:
+    """`h2rec experiment status A B`: both files list one cell; its 720 s count once (0.2 h)."""
+    from h2rec.experiments import cells, load_experiment
+    from h2rec.experiments.runner import CELL_FORMAT
+    from h2rec.io import atomic_write_json
+
+    files = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(
+            f"name: {name}\nbase: train/sasrec-synth\ndatasets: {{synth: {{data: nowhere}}}}\n"
+            f"seeds: [1]\nmodels: {{SASRec: {{}}}}\nresults_dir: {tmp_path / 'results'}\n"
+            f"runs_dir: {tmp_path / 'runs'}\n"
+        )
+        files.append(str(path))
+    spec = load_experiment(files[0])
+    (cell,) = cells(spec)
+    config = cell.train_config().model_dump(mode="json")
+    record = {"format": CELL_FORMAT, "config": config, "wall_seconds": 720.0, "device": "cpu"}
+    atomic_write_json(cell.result_file(spec.results_path), record)
+    out = _ok(["experiment", "status", *files]).output
+    assert out.count("done  synth/sasrec/s1") == 2
+    assert "1 finished cells (each counted once): 0.2 h of training (0.2 h on cpu)" in out

@@ -500,3 +500,33 @@ def test_adopt_records_a_finished_run_of_the_same_config_only(
     assert record["adopted_from"] == str(elsewhere / "mine")
     for protocol, result in out["results"].items():
         assert record["results"][protocol]["overall"] == result.to_dict()["overall"]
+
+
+def test_compute_total_counts_a_shared_cell_once(tmp_path) -> None:
+    """Two experiments sharing a cell store: a cell is its result file, so SASRec's cells, which
+    both list, add their seconds once; stale and unfinished cells add nothing."""
+    from h2rec.experiments.runner import CELL_FORMAT, compute_total
+    from h2rec.io import atomic_write_json
+
+    def spec(name: str, models: dict) -> ExperimentSpec:
+        s = _spec(tmp_path, type("D", (), {"path": "nowhere"}), name=name, models=models)
+        return s.model_copy(update={"results_dir": str(tmp_path / "results")})
+
+    a = spec("a", {"SASRec": {}, "MostPop": {"model": {"name": "mostpop"}}})
+    b = spec("b", {"SASRec": {}})
+    walls = {("SASRec", 1): (100.0, "cpu"), ("SASRec", 2): (200.0, "cpu")}
+    walls[("MostPop", 1)] = (10.0, "cuda")
+    for cell in cells(a):
+        config = cell.train_config().model_dump(mode="json")
+        if (cell.model, cell.seed) == ("MostPop", 2):
+            config["epochs"] = 7  # stale: stored under another config
+            seconds, device = 1000.0, "cpu"
+        else:
+            seconds, device = walls[(cell.model, cell.seed)]
+        record = {"format": CELL_FORMAT, "config": config, "wall_seconds": seconds}
+        atomic_write_json(cell.result_file(a.results_path), {**record, "device": device})
+
+    assert [st.state for st in status(a)] == ["done", "done", "done", "stale"]
+    both = compute_total([a, b])
+    assert both == {"cells": 3, "seconds": 310.0, "by_device": {"cpu": 300.0, "cuda": 10.0}}
+    assert compute_total([b]) == {"cells": 2, "seconds": 300.0, "by_device": {"cpu": 300.0}}

@@ -546,21 +546,36 @@ def experiment_run(
 
 
 @experiment_app.command("status")
-def experiment_status(experiment: ExperimentArg) -> None:
+def experiment_status(
+    experiments: Annotated[
+        list[str],
+        typer.Argument(help="experiment YAML files or built-in names (experiments/table2, ...)"),
+    ],
+) -> None:
     """Which cells are done, stale, running (in another process), partial (checkpoint) or
-    still to run."""
+    still to run; then the finished cells' compute, a cell shared by experiments counted once."""
     from h2rec.experiments import load_experiment, status
+    from h2rec.experiments.runner import compute_total
 
-    spec = _run(load_experiment, experiment)
-    counts: dict[str, int] = {}
-    for st in _run(status, spec):
-        counts[st.state] = counts.get(st.state, 0) + 1
-        who = ""
-        if st.holder:
-            who = f"  (pid {st.holder.get('pid')} on {st.holder.get('host')} since "
-            who += f"{st.holder.get('started')})"
-        console.print(f"{st.state:>8}  {st.cell.key}{who}")
-    console.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    specs = [_run(load_experiment, name) for name in experiments]
+    for name, spec in zip(experiments, specs, strict=True):
+        if len(specs) > 1:
+            console.print(f"[bold]{name}[/bold]")
+        counts: dict[str, int] = {}
+        for st in _run(status, spec):
+            counts[st.state] = counts.get(st.state, 0) + 1
+            who = ""
+            if st.holder:
+                who = f"  (pid {st.holder.get('pid')} on {st.holder.get('host')} since "
+                who += f"{st.holder.get('started')})"
+            console.print(f"{st.state:>8}  {st.cell.key}{who}")
+        console.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    total = _run(compute_total, specs)
+    devices = ", ".join(f"{s / 3600:.1f} h on {d}" for d, s in sorted(total["by_device"].items()))
+    console.print(
+        f"{total['cells']} finished cells (each counted once): "
+        f"{total['seconds'] / 3600:.1f} h of training" + (f" ({devices})" if devices else "")
+    )
 
 
 @experiment_app.command("adopt")

@@ -14,7 +14,7 @@ import json
 import logging
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -70,6 +70,25 @@ def status(spec: ExperimentSpec, only: Callable[[Cell], bool] | None = None) -> 
             continue
         out.append(cell_status(spec, cell))
     return out
+
+
+def compute_total(specs: Sequence[ExperimentSpec]) -> dict[str, Any]:
+    """Finished cells of several experiments and their training wall time, each cell counted once.
+
+    Experiments share cells (Yelp H2Rec seed 42 serves Tables 2-8 and Figure 3), so adding the
+    reports' per-experiment totals would count a shared cell once per table; here a cell is its
+    result file. Returns `cells`, `seconds` and `by_device` (seconds per device).
+    """
+    seen: dict[Path, dict[str, Any]] = {}
+    for spec in specs:
+        for st in status(spec):
+            if st.state == "done" and st.record is not None:
+                seen.setdefault(st.cell.result_file(spec.results_path).resolve(), st.record)
+    by_device: dict[str, float] = {}
+    for rec in seen.values():
+        dev = str(rec.get("device") or "unknown")
+        by_device[dev] = by_device.get(dev, 0.0) + float(rec.get("wall_seconds") or 0.0)
+    return {"cells": len(seen), "seconds": sum(by_device.values()), "by_device": by_device}
 
 
 def cell_status(spec: ExperimentSpec, cell: Cell, *, locked_by_us: bool = False) -> CellStatus:
