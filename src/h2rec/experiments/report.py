@@ -394,12 +394,14 @@ def _figure(
         else:
             width = 0.8 / max(1, len(fig_spec.models))
             for j, m in enumerate(fig_spec.models):
-                ys = []
+                ys, es = [], []  # whiskers: sample std over seeds (none for a single seed)
                 for g in fig_spec.groups:
                     vals = data.get((d, m, fig_spec.protocol, g, fig_spec.metric))
-                    ys.append(summarize(vals).mean if vals else math.nan)
+                    s = summarize(vals) if vals else None
+                    ys.append(s.mean if s else math.nan)
+                    es.append(s.std if s else 0.0)
                 xs = [i + j * width for i in range(len(fig_spec.groups))]
-                ax.bar(xs, ys, width=width, label=m)
+                ax.bar(xs, ys, width=width, label=m, yerr=es, capsize=2, error_kw={"lw": 0.8})
                 drew = drew or any(not math.isnan(y) for y in ys)
             ax.set_xticks([i + 0.4 - width / 2 for i in range(len(fig_spec.groups))])
             ax.set_xticklabels(fig_spec.groups, rotation=30, ha="right", fontsize=8)
