@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -509,7 +510,7 @@ def test_compute_total_counts_a_shared_cell_once(tmp_path) -> None:
     from h2rec.io import atomic_write_json
 
     def spec(name: str, models: dict) -> ExperimentSpec:
-        s = _spec(tmp_path, type("D", (), {"path": "nowhere"}), name=name, models=models)
+        s = _spec(tmp_path, SimpleNamespace(path="nowhere"), name=name, models=models)
         return s.model_copy(update={"results_dir": str(tmp_path / "results")})
 
     a = spec("a", {"SASRec": {}, "MostPop": {"model": {"name": "mostpop"}}})
