@@ -528,6 +528,7 @@ def test_compute_total_counts_a_shared_cell_once(tmp_path) -> None:
         atomic_write_json(cell.result_file(a.results_path), {**record, "device": device})
 
     assert [st.state for st in status(a)] == ["done", "done", "done", "stale"]
-    both = compute_total([a, b])
+    both = compute_total([(a, status(a)), (b, status(b))])
     assert both == {"cells": 3, "seconds": 310.0, "by_device": {"cpu": 300.0, "cuda": 10.0}}
-    assert compute_total([b]) == {"cells": 2, "seconds": 300.0, "by_device": {"cpu": 300.0}}
+    only_b = compute_total([(b, status(b))])
+    assert only_b == {"cells": 2, "seconds": 300.0, "by_device": {"cpu": 300.0}}

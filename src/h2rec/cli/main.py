@@ -558,11 +558,12 @@ def experiment_status(
     from h2rec.experiments.runner import compute_total
 
     specs = [_run(load_experiment, name) for name in experiments]
-    for name, spec in zip(experiments, specs, strict=True):
+    read = [(spec, _run(status, spec)) for spec in specs]
+    for name, (_, statuses) in zip(experiments, read, strict=True):
         if len(specs) > 1:
             console.print(f"[bold]{name}[/bold]")
         counts: dict[str, int] = {}
-        for st in _run(status, spec):
+        for st in statuses:
             counts[st.state] = counts.get(st.state, 0) + 1
             who = ""
             if st.holder:
@@ -570,7 +571,7 @@ def experiment_status(
                 who += f"{st.holder.get('started')})"
             console.print(f"{st.state:>8}  {st.cell.key}{who}")
         console.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
-    total = _run(compute_total, specs)
+    total = _run(compute_total, read)
     devices = ", ".join(f"{s / 3600:.1f} h on {d}" for d, s in sorted(total["by_device"].items()))
     console.print(
         f"{total['cells']} finished cells (each counted once): "

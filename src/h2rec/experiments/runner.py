@@ -72,16 +72,19 @@ def status(spec: ExperimentSpec, only: Callable[[Cell], bool] | None = None) -> 
     return out
 
 
-def compute_total(specs: Sequence[ExperimentSpec]) -> dict[str, Any]:
+def compute_total(
+    experiments: Sequence[tuple[ExperimentSpec, Sequence[CellStatus]]],
+) -> dict[str, Any]:
     """Finished cells of several experiments and their training wall time, each cell counted once.
 
     Experiments share cells (Yelp H2Rec seed 42 serves Tables 2-8 and Figure 3), so adding the
     reports' per-experiment totals would count a shared cell once per table; here a cell is its
-    result file. Returns `cells`, `seconds` and `by_device` (seconds per device).
+    result file. Takes each experiment with its `status()` (already read by the caller); returns
+    `cells`, `seconds` and `by_device` (seconds per device).
     """
     seen: dict[Path, dict[str, Any]] = {}
-    for spec in specs:
-        for st in status(spec):
+    for spec, statuses in experiments:
+        for st in statuses:
             if st.state == "done" and st.record is not None:
                 seen.setdefault(st.cell.result_file(spec.results_path).resolve(), st.record)
     by_device: dict[str, float] = {}
